@@ -1,0 +1,69 @@
+//! Command-line arguments.
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "Query and replay gatehouse session transcripts")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Where the events come from.
+#[derive(Debug, Clone, Args)]
+pub struct Source {
+    /// The gateway's journal directory.
+    #[arg(long, env = "GATEHOUSE_JOURNAL", default_value = "/var/lib/gatehouse/journal")]
+    pub journal: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// List sessions, newest last.
+    Sessions {
+        #[command(flatten)]
+        source: Source,
+        /// Only sessions of this user (exact username).
+        #[arg(long, env = "GATEHOUSE_WHO")]
+        who: Option<String>,
+        /// Only sessions active at or after this time: RFC 3339, or a duration ago such as 24h or 7d.
+        #[arg(long, env = "GATEHOUSE_SINCE")]
+        since: Option<String>,
+        /// Only sessions that began at or before this time: RFC 3339, or a duration ago.
+        #[arg(long, env = "GATEHOUSE_UNTIL")]
+        until: Option<String>,
+        /// Only sessions that touched this namespace.
+        #[arg(long, short = 'n', env = "GATEHOUSE_NAMESPACE")]
+        namespace: Option<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a session's ordered command transcript.
+    Show {
+        #[command(flatten)]
+        source: Source,
+        /// Session id, or a unique prefix of it.
+        session: String,
+        /// Also print each request with time, status, latency and bytes.
+        #[arg(long, short = 'v')]
+        verbose: bool,
+    },
+    /// Export a session's events.
+    Export {
+        #[command(flatten)]
+        source: Source,
+        /// Session id, or a unique prefix of it.
+        session: String,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON document: the session summary and its events.
+    Json,
+    /// One event per line.
+    Ndjson,
+}

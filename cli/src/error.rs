@@ -1,0 +1,29 @@
+//! CLI errors, each a one-line message that says how to fix it, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("journal directory {0} does not exist: pass --journal with the gateway's --journal-dir")]
+    NoJournal(String),
+    #[error("cannot read the journal: {0}")]
+    Journal(String),
+    #[error("event at journal offset {offset} is not a gatehouse.v1.Event: {reason}")]
+    Decode { offset: u64, reason: String },
+    #[error("no session matches {0:?}: list them with `gatehouse sessions`")]
+    NoSession(String),
+    #[error("{prefix:?} matches {count} sessions: give more of the session id")]
+    Ambiguous { prefix: String, count: usize },
+    #[error("invalid time {0:?}: use RFC 3339 (2026-11-21T10:00:00Z) or a duration ago (24h, 7d)")]
+    Time(String),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// 64 for configuration problems (EX_USAGE-like for config), 2 for bad input, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::NoJournal(_) => 64,
+            CliError::NoSession(_) | CliError::Ambiguous { .. } | CliError::Time(_) => 2,
+            CliError::Journal(_) | CliError::Decode { .. } | CliError::Output(_) => 1,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Session export as JSON or NDJSON. Bodies are UTF-8 text when they are text, else base64.
+use crate::args::ExportFormat;
+use crate::error::CliError;
+use crate::sessions::{summarize, Filter};
+use crate::time::rfc3339;
+use base64::Engine;
+use gatehouse_proto::v1::{self as pb, Event, event::Payload};
+use serde_json::{Value, json};
+use std::io::Write;
+
+pub fn write(events: &[Event], session: &str, format: ExportFormat, out: &mut dyn Write) -> Result<(), CliError> {
+    let mut evs: Vec<&Event> = events.iter().filter(|e| e.session_id == session).collect();
+    evs.sort_by_key(|e| e.seq);
+    match format {
+        ExportFormat::Ndjson => {
+            for e in evs {
+                writeln!(out, "{}", event_json(e))?;
+            }
+        }
+        ExportFormat::Json => {
+            let s = summarize(events, &Filter::default())
+                .into_iter()
+                .find(|s| s.id == session)
+                .ok_or_else(|| CliError::NoSession(session.to_string()))?;
+            let doc = json!({
+                "session_id": s.id,
+                "actor": s.actor,
+                "start": rfc3339(s.start_nanos),
+                "end": rfc3339(s.end_nanos),
+                "events": evs.iter().map(|e| event_json(e)).collect::<Vec<_>>(),
+            });
+            let text = serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?;
+            writeln!(out, "{text}")?;
+        }
+    }
+    Ok(())
+}
+
+fn body_json(b: &Option<pb::Body>) -> Value {
+    let Some(b) = b else { return Value::Null };
+    let mut v = json!({
+        "total_bytes": b.total_bytes,
+        "truncated": b.truncated,
+        "content_type": b.content_type,
+        "content_encoding": b.content_encoding,
+    });
+    match std::str::from_utf8(&b.data) {
+        Ok(text) if b.content_encoding.is_empty() => v["text"] = json!(text),
+        _ => v["base64"] = json!(base64::engine::general_purpose::STANDARD.encode(&b.data)),
+    }
+    v
+}
+
+fn request_json(k: &Option<pb::KubeRequest>) -> Value {
+    let Some(k) = k else { return Value::Null };
+    json!({
+        "method": k.method, "path": k.path, "query": k.query, "verb": k.verb,
+        "api_group": k.api_group, "api_version": k.api_version, "resource": k.resource,
+        "subresource": k.subresource, "namespace": k.namespace, "name": k.name,
+        "non_resource": k.non_resource,
+    })
+}
+
+pub fn event_json(e: &Event) -> Value {
+    let identity = e.identity.as_ref().map(|i| {
+        json!({
+            "username": i.username, "groups": i.groups, "uid": i.uid,
+            "method": pb::AuthMethod::try_from(i.method).map(|m| m.as_str_name()).unwrap_or("AUTH_METHOD_UNSPECIFIED"),
+            "issuer": i.issuer, "extra": i.extra,
+        })
+    });
+    let client = e.client.as_ref().map(|c| {
+        json!({
+            "source_ip": c.source_ip, "source_port": c.source_port, "user_agent": c.user_agent,
+            "kubectl_command": c.kubectl_command, "kubectl_session": c.kubectl_session,
+        })
+    });
+    let (kind, payload) = match &e.payload {
+        Some(Payload::Request(r)) => (
+            "request",
+            json!({
+                "request": request_json(&r.request), "body": body_json(&r.body), "command": r.command,
+                "upstream_as": r.upstream_as.as_ref().map(|u| json!({"user": u.user, "groups": u.groups, "uid": u.uid, "extra": u.extra})),
+            }),
+        ),
+        Some(Payload::Response(r)) => (
+            "response",
+            json!({
+                "request_event_id": r.request_event_id, "status_code": r.status_code,
+                "latency_nanos": r.latency_nanos, "duration_nanos": r.duration_nanos,
+                "request_bytes": r.request_bytes, "body": body_json(&r.body), "error": r.error,
+            }),
+        ),
+        Some(Payload::Denied(d)) => (
+            "denied",
+            json!({
+                "status_code": d.status_code, "reason": d.reason, "message": d.message,
+                "request": request_json(&d.request), "command": d.command,
+            }),
+        ),
+        Some(Payload::Alert(a)) => ("alert", json!({ "node": a.node, "pod": a.pod_name, "namespace": a.pod_namespace, "comm": a.comm, "count": a.count })),
+        None => ("unknown", Value::Null),
+    };
+    json!({
+        "event_id": e.event_id,
+        "session_id": e.session_id,
+        "seq": e.seq,
+        "time": rfc3339(e.time_unix_nano),
+        "time_unix_nano": e.time_unix_nano,
+        "producer": e.producer.as_ref().map(|p| json!({"component": p.component, "instance": p.instance, "version": p.version})),
+        "identity": identity,
+        "client": client,
+        "command_id": e.command_id,
+        "prev_hash": hex_lower(&e.prev_hash),
+        "kind": kind,
+        kind: payload,
+    })
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

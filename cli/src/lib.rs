@@ -1,0 +1,59 @@
+//! The `gatehouse` CLI: lists sessions, prints a session's ordered kubectl transcript, and
+//! exports sessions as JSON, reading the gateway's local journal.
+mod args;
+mod error;
+mod events;
+mod export;
+mod sessions;
+mod show;
+mod time;
+
+pub use args::{Cli, Cmd, ExportFormat, Source};
+pub use error::CliError;
+pub use sessions::SessionSummary;
+
+use std::io::Write;
+
+/// Runs one CLI command, writing its output to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    match cli.cmd {
+        Cmd::Sessions {
+            source,
+            who,
+            since,
+            until,
+            namespace,
+            json,
+        } => {
+            let events = events::load(&source)?;
+            let since = since.as_deref().map(time::parse_instant).transpose()?;
+            let until = until.as_deref().map(time::parse_instant).transpose()?;
+            let filter = sessions::Filter {
+                who,
+                since,
+                until,
+                namespace,
+            };
+            let list = sessions::summarize(&events, &filter);
+            sessions::print(&list, json, out)
+        }
+        Cmd::Show {
+            source,
+            session,
+            verbose,
+        } => {
+            let events = events::load(&source)?;
+            let id = sessions::resolve(&events, &session)?;
+            show::print(&events, &id, verbose, out)
+        }
+        Cmd::Export {
+            source,
+            session,
+            format,
+        } => {
+            let events = events::load(&source)?;
+            let id = sessions::resolve(&events, &session)?;
+            export::write(&events, &id, format, out)
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! OIDC bearer JWTs: signature against the issuer's JWKS, then `iss`, `aud`, `exp`, `nbf`, then
+//! the claim mapping.
+mod claims;
+mod fetch;
+mod jwks;
+
+#[cfg(test)]
+mod tests;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use self::claims::ClaimMapping;
+use self::fetch::Fetcher;
+use self::jwks::{Jwks, JwksSource, KeyEntry};
+use super::{AuthArgs, AuthError, Identity};
+
+pub(crate) struct OidcVerifier {
+    issuer: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    leeway: u64,
+    jwks: Jwks,
+    mapping: ClaimMapping,
+}
+
+impl OidcVerifier {
+    /// The verifier configured by `args`, or `None` without `--oidc-issuer-url`. No network I/O.
+    pub fn from_args(args: &AuthArgs) -> Result<Option<Self>, AuthError> {
+        let Some(issuer) = args.oidc_issuer_url.clone() else {
+            return Ok(None);
+        };
+        let https = |flag: &str, url: &str| -> Result<http::Uri, AuthError> {
+            url.parse::<http::Uri>()
+                .ok()
+                .filter(|u| u.scheme_str() == Some("https") && u.host().is_some())
+                .ok_or_else(|| AuthError::Config(format!("{flag} {url:?} is not an https URL")))
+        };
+        https("--oidc-issuer-url", &issuer)?;
+        let audiences: Vec<String> = args
+            .oidc_audience
+            .iter()
+            .filter(|a| !a.is_empty())
+            .cloned()
+            .collect();
+        if audiences.is_empty() {
+            return Err(AuthError::Config(
+                "--oidc-audience is required with --oidc-issuer-url".into(),
+            ));
+        }
+        let algorithms = args
+            .oidc_signing_algs
+            .iter()
+            .map(|name| {
+                let alg: Algorithm = name.trim().parse().map_err(|_| {
+                    AuthError::Config(format!("--oidc-signing-algs: unknown algorithm {name:?}"))
+                })?;
+                if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+                    return Err(AuthError::Config(format!(
+                        "--oidc-signing-algs: {name} is refused; only asymmetric algorithms verify \
+                         caller tokens"
+                    )));
+                }
+                Ok(alg)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if algorithms.is_empty() {
+            return Err(AuthError::Config("--oidc-signing-algs is empty".into()));
+        }
+
+        let roots = match &args.oidc_ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| AuthError::ReadFile {
+                    what: "OIDC CA file",
+                    path: path.clone(),
+                    source,
+                })?;
+                crate::upstream::tls::root_store(
+                    &pem,
+                    &format!("OIDC CA file {}", path.display()),
+                )
+                .map_err(|e| AuthError::Config(e.to_string()))?
+            }
+            None => rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        };
+        let source = match &args.oidc_jwks_url {
+            Some(url) => JwksSource::Url(https("--oidc-jwks-url", url)?),
+            None => JwksSource::Discover {
+                issuer: issuer.clone(),
+                discovery: https(
+                    "--oidc-issuer-url",
+                    &format!(
+                        "{}/.well-known/openid-configuration",
+                        issuer.trim_end_matches('/')
+                    ),
+                )?,
+            },
+        };
+        let jwks = Jwks::new(
+            Fetcher::new(roots, args.oidc_http_timeout)?,
+            source,
+            args.oidc_jwks_refresh_interval,
+            args.oidc_jwks_min_refetch_interval,
+        );
+
+        // kube-apiserver: without a prefix flag, non-email usernames get "{issuer}#"; "-" means
+        // no prefix.
+        let username_prefix = match args.oidc_username_prefix.as_deref() {
+            Some("-") => None,
+            Some(prefix) => Some(prefix.to_string()),
+            None if args.oidc_username_claim == "email" => None,
+            None => Some(format!("{issuer}#")),
+        };
+        let mapping = ClaimMapping {
+            issuer: issuer.clone(),
+            username_claim: args.oidc_username_claim.clone(),
+            username_prefix,
+            groups_claim: args.oidc_groups_claim.clone(),
+            groups_prefix: args.oidc_groups_prefix.clone(),
+            uid_claim: args.oidc_uid_claim.clone().filter(|c| !c.is_empty()),
+        };
+        Ok(Some(OidcVerifier {
+            issuer,
+            audiences,
+            algorithms,
+            leeway: args.oidc_leeway.as_secs(),
+            jwks,
+            mapping,
+        }))
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Verifies `token`, which claims to come from our issuer.
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::unauthorized("malformed token"))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(AuthError::unauthorized(format!(
+                "token signing algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let mut keys = self.jwks.keys().await?;
+        if let Some(kid) = &header.kid
+            && !keys.has_kid(kid)
+        {
+            keys = self.jwks.refetch_for(kid, &keys).await?;
+        }
+        let candidates: Vec<&KeyEntry> = keys
+            .keys
+            .iter()
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            })
+            .filter(|k| k.alg.is_none_or(|alg| alg == header.alg))
+            .collect();
+        if candidates.is_empty() {
+            return Err(AuthError::unauthorized("token signed by an unknown key"));
+        }
+
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&self.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway;
+
+        for key in candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+                Ok(data) => return self.mapping.identity(&data.claims),
+                // Another key with the same (or no) kid may still match.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::InvalidSignature
+                            | ErrorKind::InvalidAlgorithm
+                            | ErrorKind::InvalidKeyFormat
+                            | ErrorKind::InvalidEcdsaKey
+                            | ErrorKind::InvalidRsaKey(_)
+                    ) => {}
+                Err(e) => return Err(claim_error(e.kind())),
+            }
+        }
+        Err(AuthError::unauthorized("token signature is invalid"))
+    }
+}
+
+/// A caller-facing message for a token that verified but failed a claim check.
+fn claim_error(kind: &ErrorKind) -> AuthError {
+    AuthError::unauthorized(match kind {
+        ErrorKind::ExpiredSignature => "token expired".to_string(),
+        ErrorKind::ImmatureSignature => "token not yet valid".to_string(),
+        ErrorKind::InvalidAudience => "token audience mismatch".to_string(),
+        ErrorKind::InvalidIssuer => "token issuer mismatch".to_string(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("token has no {claim:?} claim"),
+        ErrorKind::InvalidClaimFormat(claim) => format!("token claim {claim:?} is malformed"),
+        _ => "invalid token".to_string(),
+    })
+}

@@ -1,0 +1,1 @@
+//! OIDC verification against a fake issuer over HTTPS.

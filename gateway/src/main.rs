@@ -1,0 +1,53 @@
+//! The `gateway` binary: parses configuration, validates it, and serves until SIGTERM.
+use clap::Parser;
+use gatehouse_gateway::config::GatewayArgs;
+use gatehouse_gateway::server::Gateway;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = GatewayArgs::parse();
+    gatehouse_gateway::telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gateway: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(args))
+}
+
+async fn run(args: GatewayArgs) -> ExitCode {
+    let gateway = match Gateway::build(args).await {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("gateway: {}", gatehouse_gateway::error_chain(&e));
+            return ExitCode::from(64);
+        }
+    };
+    let (_bound, serve) = match gateway.bind(shutdown_signal()).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gateway: {}", gatehouse_gateway::error_chain(&e));
+            return ExitCode::from(1);
+        }
+    };
+    serve.await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,65 @@
+//! The record frame: `[len: u32 LE][crc32c(payload): u32 LE][payload]`.
+
+/// Bytes of frame header before each payload.
+pub const HEADER_LEN: usize = 8;
+/// The largest payload a record may carry; larger lengths in a header mean a torn or corrupt frame.
+pub const MAX_RECORD_LEN: usize = 64 << 20;
+
+/// Encodes one framed record.
+pub(crate) fn encode(payload: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+    // The caller checked the length against MAX_RECORD_LEN, which fits in u32.
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    buf.extend_from_slice(payload);
+    buf
+}
+
+/// What decoding the bytes at some position found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded<'a> {
+    /// A whole, valid record and the frame length it occupied.
+    Record(&'a [u8], usize),
+    /// The bytes end exactly here.
+    End,
+    /// A partial or invalid frame: a torn write, or corruption.
+    Bad,
+}
+
+pub(crate) fn decode(buf: &[u8]) -> Decoded<'_> {
+    if buf.is_empty() {
+        return Decoded::End;
+    }
+    if buf.len() < HEADER_LEN {
+        return Decoded::Bad;
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if len > MAX_RECORD_LEN || buf.len() < HEADER_LEN + len {
+        return Decoded::Bad;
+    }
+    let payload = &buf[HEADER_LEN..HEADER_LEN + len];
+    if crc32c::crc32c(payload) != crc {
+        return Decoded::Bad;
+    }
+    Decoded::Record(payload, HEADER_LEN + len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let frame = encode(b"hello");
+        assert_eq!(decode(&frame), Decoded::Record(b"hello", frame.len()));
+        assert_eq!(decode(&[]), Decoded::End);
+        assert_eq!(decode(&frame[..frame.len() - 1]), Decoded::Bad);
+        assert_eq!(decode(&frame[..3]), Decoded::Bad);
+        let mut flipped = frame.clone();
+        flipped[HEADER_LEN] ^= 1;
+        assert_eq!(decode(&flipped), Decoded::Bad);
+        let empty = encode(b"");
+        assert_eq!(decode(&empty), Decoded::Record(b"", HEADER_LEN));
+    }
+}

