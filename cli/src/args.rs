@@ -3,7 +3,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about = "Query and replay gatehouse session transcripts")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Query and replay gatehouse session transcripts"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -13,7 +17,11 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Source {
     /// The gateway's journal directory.
-    #[arg(long, env = "GATEHOUSE_JOURNAL", default_value = "/var/lib/gatehouse/journal")]
+    #[arg(
+        long,
+        env = "GATEHOUSE_JOURNAL",
+        default_value = "/var/lib/gatehouse/journal"
+    )]
     pub journal: PathBuf,
 }
 

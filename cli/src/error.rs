@@ -1,7 +1,9 @@
 //! CLI errors, each a one-line message that says how to fix it, with its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("journal directory {0} does not exist: pass --journal with the gateway's --journal-dir")]
+    #[error(
+        "journal directory {0} does not exist: pass --journal with the gateway's --journal-dir"
+    )]
     NoJournal(String),
     #[error("cannot read the journal: {0}")]
     Journal(String),

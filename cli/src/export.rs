@@ -1,14 +1,19 @@
 //! Session export as JSON or NDJSON. Bodies are UTF-8 text when they are text, else base64.
 use crate::args::ExportFormat;
 use crate::error::CliError;
-use crate::sessions::{summarize, Filter};
+use crate::sessions::{Filter, summarize};
 use crate::time::rfc3339;
 use base64::Engine;
 use gatehouse_proto::v1::{self as pb, Event, event::Payload};
 use serde_json::{Value, json};
 use std::io::Write;
 
-pub fn write(events: &[Event], session: &str, format: ExportFormat, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn write(
+    events: &[Event],
+    session: &str,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let mut evs: Vec<&Event> = events.iter().filter(|e| e.session_id == session).collect();
     evs.sort_by_key(|e| e.seq);
     match format {
@@ -98,7 +103,10 @@ pub fn event_json(e: &Event) -> Value {
                 "request": request_json(&d.request), "command": d.command,
             }),
         ),
-        Some(Payload::Alert(a)) => ("alert", json!({ "node": a.node, "pod": a.pod_name, "namespace": a.pod_namespace, "comm": a.comm, "count": a.count })),
+        Some(Payload::Alert(a)) => (
+            "alert",
+            json!({ "node": a.node, "pod": a.pod_name, "namespace": a.pod_namespace, "comm": a.comm, "count": a.count }),
+        ),
         None => ("unknown", Value::Null),
     };
     json!({

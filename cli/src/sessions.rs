@@ -31,7 +31,10 @@ pub fn actor(e: &Event) -> String {
         Some(id) if !id.username.is_empty() => id.username.clone(),
         _ => format!(
             "unauthenticated@{}",
-            e.client.as_ref().map(|c| c.source_ip.as_str()).unwrap_or("?")
+            e.client
+                .as_ref()
+                .map(|c| c.source_ip.as_str())
+                .unwrap_or("?")
         ),
     }
 }
@@ -39,16 +42,18 @@ pub fn actor(e: &Event) -> String {
 pub fn summarize(events: &[Event], filter: &Filter) -> Vec<SessionSummary> {
     let mut by_id: BTreeMap<&str, SessionSummary> = BTreeMap::new();
     for e in events {
-        let s = by_id.entry(&e.session_id).or_insert_with(|| SessionSummary {
-            id: e.session_id.clone(),
-            actor: actor(e),
-            start_nanos: e.time_unix_nano,
-            end_nanos: e.time_unix_nano,
-            requests: 0,
-            denied: 0,
-            errors: 0,
-            namespaces: BTreeSet::new(),
-        });
+        let s = by_id
+            .entry(&e.session_id)
+            .or_insert_with(|| SessionSummary {
+                id: e.session_id.clone(),
+                actor: actor(e),
+                start_nanos: e.time_unix_nano,
+                end_nanos: e.time_unix_nano,
+                requests: 0,
+                denied: 0,
+                errors: 0,
+                namespaces: BTreeSet::new(),
+            });
         s.start_nanos = s.start_nanos.min(e.time_unix_nano);
         s.end_nanos = s.end_nanos.max(e.time_unix_nano);
         match &e.payload {
@@ -68,7 +73,9 @@ pub fn summarize(events: &[Event], filter: &Filter) -> Vec<SessionSummary> {
                     s.namespaces.insert(k.namespace.clone());
                 }
             }
-            Some(Payload::Response(r)) if r.status_code >= 400 || !r.error.is_empty() => s.errors += 1,
+            Some(Payload::Response(r)) if r.status_code >= 400 || !r.error.is_empty() => {
+                s.errors += 1
+            }
             _ => {}
         }
     }
@@ -77,7 +84,12 @@ pub fn summarize(events: &[Event], filter: &Filter) -> Vec<SessionSummary> {
         .filter(|s| filter.who.as_ref().is_none_or(|w| *w == s.actor))
         .filter(|s| filter.since.is_none_or(|t| s.end_nanos >= t))
         .filter(|s| filter.until.is_none_or(|t| s.start_nanos <= t))
-        .filter(|s| filter.namespace.as_ref().is_none_or(|n| s.namespaces.contains(n)))
+        .filter(|s| {
+            filter
+                .namespace
+                .as_ref()
+                .is_none_or(|n| s.namespaces.contains(n))
+        })
         .collect();
     out.sort_by_key(|s| (s.start_nanos, s.id.clone()));
     out
@@ -95,7 +107,11 @@ pub fn resolve(events: &[Event], prefix: &str) -> Result<String, CliError> {
     }
     match ids.len() {
         0 => Err(CliError::NoSession(prefix.to_string())),
-        1 => Ok(ids.into_iter().next().map(str::to_string).unwrap_or_default()),
+        1 => Ok(ids
+            .into_iter()
+            .next()
+            .map(str::to_string)
+            .unwrap_or_default()),
         count => Err(CliError::Ambiguous {
             prefix: prefix.to_string(),
             count,

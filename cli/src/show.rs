@@ -1,7 +1,7 @@
 //! The ordered command transcript of one session: one `> kubectl …` line per command, with
 //! discovery noise folded away and failures marked.
 use crate::error::CliError;
-use crate::sessions::{actor, summarize, Filter};
+use crate::sessions::{Filter, actor, summarize};
 use crate::time::{human_duration, rfc3339};
 use gatehouse_proto::v1::{Event, ResponseFinished, event::Payload};
 use std::collections::HashMap;
@@ -17,7 +17,12 @@ struct Line<'a> {
     denied: Option<String>,
 }
 
-pub fn print(events: &[Event], session: &str, verbose: bool, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn print(
+    events: &[Event],
+    session: &str,
+    verbose: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let mut evs: Vec<&Event> = events.iter().filter(|e| e.session_id == session).collect();
     evs.sort_by_key(|e| e.seq);
     let Some(first) = evs.first() else {
@@ -61,7 +66,10 @@ pub fn print(events: &[Event], session: &str, verbose: bool, out: &mut dyn Write
                 command: d.command.clone(),
                 mutating: true,
                 resource: true,
-                denied: Some(format!("denied {} {}: {}", d.status_code, d.reason, d.message)),
+                denied: Some(format!(
+                    "denied {} {}: {}",
+                    d.status_code, d.reason, d.message
+                )),
             },
             _ => continue,
         };
@@ -79,7 +87,14 @@ pub fn print(events: &[Event], session: &str, verbose: bool, out: &mut dyn Write
         let any_res = group.iter().any(|l| l.resource);
         let mut printed: Vec<String> = Vec::new();
         for l in &group {
-            let shown = verbose || if any_mut { l.mutating } else if any_res { l.resource } else { true };
+            let shown = verbose
+                || if any_mut {
+                    l.mutating
+                } else if any_res {
+                    l.resource
+                } else {
+                    true
+                };
             if !shown {
                 continue;
             }
@@ -104,11 +119,20 @@ pub fn print(events: &[Event], session: &str, verbose: bool, out: &mut dyn Write
                             r.latency_nanos / 1000,
                             r.request_bytes,
                             r.body.as_ref().map_or(0, |b| b.total_bytes),
-                            if r.body.as_ref().is_some_and(|b| b.truncated) { " (capture truncated)" } else { "" }
+                            if r.body.as_ref().is_some_and(|b| b.truncated) {
+                                " (capture truncated)"
+                            } else {
+                                ""
+                            }
                         )
                     },
                 );
-                writeln!(out, "{text}\n    {} #{} {detail}", rfc3339(l.event.time_unix_nano), l.event.seq)?;
+                writeln!(
+                    out,
+                    "{text}\n    {} #{} {detail}",
+                    rfc3339(l.event.time_unix_nano),
+                    l.event.seq
+                )?;
                 continue;
             }
             // kubectl repeats requests (retries, apply's get-then-patch): print each line once per command.

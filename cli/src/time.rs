@@ -15,7 +15,8 @@ pub fn parse_instant(s: &str) -> Result<i64, CliError> {
 }
 
 pub fn rfc3339(nanos: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(nanos).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    DateTime::<Utc>::from_timestamp_nanos(nanos)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// `2m14s`, `3h0m5s`, `850ms`.

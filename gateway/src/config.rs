@@ -24,7 +24,11 @@ pub struct GatewayArgs {
     #[arg(long, env = "GATEWAY_TLS_KEY")]
     pub tls_key: PathBuf,
     /// Directory of the durable journal.
-    #[arg(long, env = "GATEWAY_JOURNAL_DIR", default_value = "/var/lib/gatehouse/journal")]
+    #[arg(
+        long,
+        env = "GATEWAY_JOURNAL_DIR",
+        default_value = "/var/lib/gatehouse/journal"
+    )]
     pub journal_dir: PathBuf,
     /// When journal writes are fsynced: `always`, `never`, or `interval:<duration>` (a process
     /// crash loses nothing in any mode; a power loss at most one interval).
@@ -69,7 +73,11 @@ fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
             .and_then(|d| humantime::parse_duration(d).ok())
             .filter(|d| !d.is_zero())
             .map(FsyncPolicy::Interval)
-            .ok_or_else(|| format!("{s:?} is not `always`, `never` or `interval:<duration>` (e.g. interval:200ms)")),
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not `always`, `never` or `interval:<duration>` (e.g. interval:200ms)"
+                )
+            }),
     }
 }
 
@@ -91,7 +99,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "GB" | "G" => 1_000_000_000,
         other => return Err(format!("unknown size unit {other:?} in {s:?}")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -106,7 +115,10 @@ mod tests {
         assert!(parse_bytes("ten").is_err());
         assert!(parse_bytes("5XB").is_err());
         assert_eq!(parse_fsync("always"), Ok(FsyncPolicy::Always));
-        assert_eq!(parse_fsync("interval:1s"), Ok(FsyncPolicy::Interval(Duration::from_secs(1))));
+        assert_eq!(
+            parse_fsync("interval:1s"),
+            Ok(FsyncPolicy::Interval(Duration::from_secs(1)))
+        );
         assert!(parse_fsync("interval:0s").is_err());
         assert!(parse_fsync("sometimes").is_err());
     }

@@ -39,7 +39,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("gatehouse_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests relayed, by verb and status code", requests.clone());
+        registry.register(
+            "requests",
+            "Requests relayed, by verb and status code",
+            requests.clone(),
+        );
         // 50 µs … ~26 s: sub-millisecond proxy overhead up to slow lists.
         let request_duration = Histogram::new(exponential_buckets(0.00005, 2.0, 20));
         registry.register(
@@ -48,7 +52,11 @@ impl Metrics {
             request_duration.clone(),
         );
         let denied = Family::<DeniedLabels, Counter>::default();
-        registry.register("denied_requests", "Requests refused before forwarding, by reason", denied.clone());
+        registry.register(
+            "denied_requests",
+            "Requests refused before forwarding, by reason",
+            denied.clone(),
+        );
         let journal_appended_bytes = Counter::default();
         registry.register(
             "journal_appended_bytes",
@@ -62,11 +70,23 @@ impl Metrics {
             journal_unacked_bytes.clone(),
         );
         let journal_errors = Counter::default();
-        registry.register("journal_errors", "Events the journal refused", journal_errors.clone());
+        registry.register(
+            "journal_errors",
+            "Events the journal refused",
+            journal_errors.clone(),
+        );
         let response_bytes = Counter::default();
-        registry.register("response_bytes", "Response body bytes relayed to callers", response_bytes.clone());
+        registry.register(
+            "response_bytes",
+            "Response body bytes relayed to callers",
+            response_bytes.clone(),
+        );
         let request_bytes = Counter::default();
-        registry.register("request_bytes", "Request body bytes relayed upstream", request_bytes.clone());
+        registry.register(
+            "request_bytes",
+            "Request body bytes relayed upstream",
+            request_bytes.clone(),
+        );
         Self {
             registry,
             requests,

@@ -19,8 +19,10 @@ pub fn status_response(code: StatusCode, reason: &str, message: &str) -> Respons
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 

@@ -104,7 +104,8 @@ impl Reader {
                     }
                     // Rewind to the record boundary so a later call re-reads a frame that was
                     // only partly written.
-                    file.seek(SeekFrom::Start(here - *base)).map_err(io(&*path))?;
+                    file.seek(SeekFrom::Start(here - *base))
+                        .map_err(io(&*path))?;
                     return Ok(None);
                 }
             }

@@ -337,9 +337,7 @@ fn create_segment(path: &Path) -> Result<File, JournalError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 /// Scans the last segment and truncates anything after its last whole, valid record.

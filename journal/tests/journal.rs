@@ -1,6 +1,7 @@
 //! Journal behaviour on a real filesystem: append/read, rotation, torn-tail recovery, acks,
 //! the unacknowledged-bytes bound, and corruption in sealed segments.
-use gatehouse_journal::{FsyncPolicy, Journal, JournalError, JournalOptions, Reader, HEADER_LEN};
+#![allow(clippy::unwrap_used)]
+use gatehouse_journal::{FsyncPolicy, HEADER_LEN, Journal, JournalError, JournalOptions, Reader};
 use std::io::Write;
 
 fn opts(seg: u64) -> JournalOptions {
@@ -33,7 +34,13 @@ fn appends_read_back_in_order_across_rotation() {
     }
     let segs = std::fs::read_dir(tmp.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg")
+        })
         .count();
     assert!(segs > 5, "expected rotation into many segments, got {segs}");
     assert_eq!(payloads(tmp.path()), expect);
@@ -116,7 +123,10 @@ fn ack_persists_deletes_shipped_segments_and_reader_resumes() {
     let before = std::fs::read_dir(tmp.path()).unwrap().count();
     j.ack(ends[9]).unwrap();
     let after = std::fs::read_dir(tmp.path()).unwrap().count();
-    assert!(after < before, "acked segments should be deleted ({before} -> {after})");
+    assert!(
+        after < before,
+        "acked segments should be deleted ({before} -> {after})"
+    );
     assert!(matches!(
         j.ack(j.end_offset() + 1),
         Err(JournalError::AckBeyondEnd { .. })

@@ -6,12 +6,15 @@ use std::path::PathBuf;
 /// The path of workspace binary `name` in the same target profile directory as this test.
 pub fn path(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("unexpected test executable location")?;
-    let bin = dir.join(name);
+    // Tests run from target/<profile>/deps/, xtask from target/<profile>/.
+    let here = exe.parent().context("unexpected executable location")?;
+    let candidates = [Some(here), here.parent()];
+    let bin = candidates
+        .iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| here.join(name));
     anyhow::ensure!(
         bin.is_file(),
         "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test.sh does)",

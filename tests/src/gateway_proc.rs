@@ -108,9 +108,15 @@ impl GatewayProc {
         })
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// A kubeconfig that points kubectl at the gateway with `token`.
     pub fn write_kubeconfig(&self, path: &Path, token: &str) -> anyhow::Result<()> {
-        crate::kubeconfig::write(path, &self.url, &self.ca_pem, Some(token))
+        std::fs::write(path, crate::kubectl::kubeconfig_yaml(&self.url, &self.ca_pem, token))?;
+        Ok(())
     }
 
     /// Sends SIGTERM and waits for the process to exit.

@@ -1,1 +1,6 @@
-//! placeholder
+//! Test support for gatehouse: a faithful in-process Kubernetes API server
+//! ([`apiserver::TestApiServer`]) and helpers to run the real kubectl against it
+//! ([`kubectl`]). Never shipped.
+
+pub mod apiserver;
+pub mod kubectl;

@@ -1,5 +1,8 @@
 //! Library side of `cargo xtask`, so tests can drive the same code paths.
+pub mod bench;
 pub mod codegen;
+pub mod demo;
+pub mod tools;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -15,6 +18,13 @@ pub struct Cli {
 pub enum Cmd {
     /// Regenerate the committed prost code from proto/.
     Codegen,
+    /// Benchmarks: `bench gateway` measures direct against through-gateway.
+    Bench {
+        #[arg(value_parser = ["gateway"])]
+        target: String,
+    },
+    /// Run the demo: real kubectl through the real gateway, then the transcript.
+    Demo,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -26,5 +36,7 @@ pub fn workspace_root() -> PathBuf {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Codegen => codegen::generate(&workspace_root().join("proto/src/gen")),
+        Cmd::Demo => demo::run(),
+        Cmd::Bench { .. } => bench::gateway(),
     }
 }

@@ -45,7 +45,12 @@ pub struct AuthArgs {
     pub oidc_uid_claim: Option<String>,
 
     /// Accepted signing algorithms. Comma-separated.
-    #[arg(long, env = "GATEWAY_OIDC_SIGNING_ALGS", value_delimiter = ',', default_value = "RS256,ES256")]
+    #[arg(
+        long,
+        env = "GATEWAY_OIDC_SIGNING_ALGS",
+        value_delimiter = ',',
+        default_value = "RS256,ES256"
+    )]
     pub oidc_signing_algs: Vec<String>,
 
     /// Clock skew allowed when checking `exp` and `nbf`.
@@ -82,7 +87,11 @@ pub struct AuthArgs {
     pub token_review_negative_cache_ttl: Duration,
 
     /// Most TokenReview results kept in the cache.
-    #[arg(long, env = "GATEWAY_TOKEN_REVIEW_CACHE_SIZE", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "GATEWAY_TOKEN_REVIEW_CACHE_SIZE",
+        default_value_t = 10_000
+    )]
     pub token_review_cache_size: usize,
 
     /// PEM CA bundle for client certificates; enables client-certificate authentication

@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(bearer_token(&headers(&[])?)?, None);
         assert_eq!(bearer_token(&headers(&["Bearer abc"])?)?, Some("abc"));
         assert_eq!(bearer_token(&headers(&["bearer  abc "])?)?, Some("abc"));
-        for bad in [&["Basic dXNlcjpwdw=="][..], &["Bearer "], &["Bearer a", "Bearer b"]] {
+        for bad in [
+            &["Basic dXNlcjpwdw=="][..],
+            &["Bearer "],
+            &["Bearer a", "Bearer b"],
+        ] {
             assert!(matches!(
                 bearer_token(&headers(bad)?),
                 Err(AuthError::Unauthorized(_))

@@ -27,11 +27,9 @@ pub fn client_cert_verifier(
         path: path.clone(),
         source,
     })?;
-    let roots = crate::upstream::tls::root_store(
-        &pem,
-        &format!("client CA file {}", path.display()),
-    )
-    .map_err(|e| AuthError::Config(e.to_string()))?;
+    let roots =
+        crate::upstream::tls::root_store(&pem, &format!("client CA file {}", path.display()))
+            .map_err(|e| AuthError::Config(e.to_string()))?;
     let verifier = WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         Arc::new(rustls::crypto::ring::default_provider()),
@@ -102,4 +100,40 @@ fn identity_from_cert(leaf: &CertificateDer<'_>) -> Result<Identity, AuthError> 
         issuer: cert.tbs_certificate.issuer.to_string(),
         extra: BTreeMap::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls_pki_types::pem::PemObject;
+
+    /// Made with `openssl req -x509 -subj "/O=devs/O=system:masters/CN=jane"` (rcgen cannot
+    /// repeat an attribute type): parsing only, no chain.
+    const MULTI_O: &str = "
+-----BEGIN CERTIFICATE-----
+MIIBxjCCAWugAwIBAgIUOuFaJDEHQkUBPxVjC4CH1Hcm72UwCgYIKoZIzj0EAwIw
+NzENMAsGA1UECgwEZGV2czEXMBUGA1UECgwOc3lzdGVtOm1hc3RlcnMxDTALBgNV
+BAMMBGphbmUwIBcNMjYxMTIyMDAwOTQ4WhgPMjEyNjEwMjkwMDA5NDhaMDcxDTAL
+BgNVBAoMBGRldnMxFzAVBgNVBAoMDnN5c3RlbTptYXN0ZXJzMQ0wCwYDVQQDDARq
+YW5lMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWr/lvtVt9hqOGO1kz2wDqYA8
+qfQS28LjeVf94kwhbTGa5UHnPyka5Kija60N3ZYwUyZkwGbksES6rJSOCBXWZ6NT
+MFEwHQYDVR0OBBYEFD/17IvnUONiULzUUvkZJrekZAyXMB8GA1UdIwQYMBaAFD/1
+7IvnUONiULzUUvkZJrekZAyXMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwID
+SQAwRgIhAMmAEvlIdCIzWPUHBTbh/Qs0UDOIvkPFZaCwhjVZZsmzAiEA2rGIR6Ud
+FU/3NPjpfuMWGiw6CuaXJIOKMu8phsQST0c=
+-----END CERTIFICATE-----
+";
+
+    #[test]
+    fn every_organization_is_a_group() -> anyhow::Result<()> {
+        let der = CertificateDer::from_pem_slice(MULTI_O.trim().as_bytes())?;
+        let id = identity_from_cert(&der)?;
+        assert_eq!(id.username, "jane");
+        assert_eq!(id.groups, vec!["devs", "system:masters"]);
+        assert!(matches!(
+            identity_from_cert(&CertificateDer::from(vec![0x30, 0x00])),
+            Err(AuthError::Unauthorized(_))
+        ));
+        Ok(())
+    }
 }

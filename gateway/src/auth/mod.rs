@@ -12,6 +12,8 @@ mod ttl_cache;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use args::AuthArgs;
 pub use authenticator::Authenticator;

@@ -189,3 +189,15 @@ impl FakeIdp {
         self.jwks_hits.load(Ordering::SeqCst)
     }
 }
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    auth: super::AuthArgs,
+}
+
+/// `AuthArgs` parsed from `flags`, as the binary would.
+pub(crate) fn auth_args(flags: &[&str]) -> super::AuthArgs {
+    use clap::Parser as _;
+    Cli::parse_from(std::iter::once("gateway").chain(flags.iter().copied())).auth
+}

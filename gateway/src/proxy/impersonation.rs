@@ -89,8 +89,11 @@ impl Impersonator {
                     path: shown.clone(),
                     source,
                 })?;
-                let file: IdentityMapFile = serde_yaml::from_str(&text)
-                    .map_err(|source| MapError::Parse { path: shown, source })?;
+                let file: IdentityMapFile =
+                    serde_yaml::from_str(&text).map_err(|source| MapError::Parse {
+                        path: shown,
+                        source,
+                    })?;
                 file.rules
             }
         };
@@ -137,7 +140,11 @@ impl Impersonator {
 
     /// Decides who to impersonate for `id`. `Err` carries the 403 message for a refused
     /// caller-sent impersonation.
-    pub fn target(&self, id: &Identity, requested: Option<&Requested>) -> Result<Impersonation, String> {
+    pub fn target(
+        &self,
+        id: &Identity,
+        requested: Option<&Requested>,
+    ) -> Result<Impersonation, String> {
         let mut out = self.map(id);
         if let Some(req) = requested {
             let allowed = match (&req.user, req.groups.is_empty(), req.other) {
@@ -164,7 +171,10 @@ impl Impersonator {
     fn map(&self, id: &Identity) -> Impersonation {
         let rule = self.rules.iter().find(|r| {
             r.matches.user.as_ref().is_none_or(|u| *u == id.username)
-                && r.matches.group.as_ref().is_none_or(|g| id.groups.contains(g))
+                && r.matches
+                    .group
+                    .as_ref()
+                    .is_none_or(|g| id.groups.contains(g))
         });
         let mut out = Impersonation {
             user: id.username.clone(),
@@ -213,7 +223,11 @@ pub fn apply(headers: &mut HeaderMap, target: &Impersonation, session_id: &str) 
         put("impersonate-uid".into(), &target.uid);
     }
     let session = (SESSION_EXTRA_KEY.to_string(), session_id.to_string());
-    for (k, v) in target.extra.iter().chain(std::iter::once((&session.0, &session.1))) {
+    for (k, v) in target
+        .extra
+        .iter()
+        .chain(std::iter::once((&session.0, &session.1)))
+    {
         let key = percent_encoding::utf8_percent_encode(k, EXTRA_KEY_ESCAPE).to_string();
         put(format!("impersonate-extra-{key}"), v);
     }
@@ -269,7 +283,10 @@ mod tests {
         assert!(imp.target(&id("bob", &[]), Some(&req)).is_err());
         h.append("impersonate-group", "system:masters".parse().unwrap());
         let req = Impersonator::requested(&h).unwrap();
-        assert!(imp.target(&id("alice", &[]), Some(&req)).is_err(), "groups are never allowed");
+        assert!(
+            imp.target(&id("alice", &[]), Some(&req)).is_err(),
+            "groups are never allowed"
+        );
     }
 
     #[test]
@@ -283,12 +300,21 @@ mod tests {
         .unwrap();
         let imp = Impersonator::load(Some(&p), &[]).unwrap();
         let t = imp.target(&id("ops-bot", &["agents"]), None).unwrap();
-        assert_eq!((t.user.as_str(), t.groups.clone()), ("agent:ops-bot", vec!["gatehouse:agents".to_string()]));
+        assert_eq!(
+            (t.user.as_str(), t.groups.clone()),
+            ("agent:ops-bot", vec!["gatehouse:agents".to_string()])
+        );
         let t = imp.target(&id("bob", &["g"]), None).unwrap();
         assert_eq!(t.groups, vec!["g", "extra"]);
         std::fs::write(&p, "rules:\n- match: {}\n").unwrap();
-        assert!(matches!(Impersonator::load(Some(&p), &[]), Err(MapError::EmptyMatch { index: 0 })));
+        assert!(matches!(
+            Impersonator::load(Some(&p), &[]),
+            Err(MapError::EmptyMatch { index: 0 })
+        ));
         std::fs::write(&p, "rulez: []\n").unwrap();
-        assert!(matches!(Impersonator::load(Some(&p), &[]), Err(MapError::Parse { .. })));
+        assert!(matches!(
+            Impersonator::load(Some(&p), &[]),
+            Err(MapError::Parse { .. })
+        ));
     }
 }

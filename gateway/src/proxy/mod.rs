@@ -99,7 +99,11 @@ fn identity_pb(id: &Identity) -> pb::Identity {
 }
 
 impl Proxy {
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, conn: ConnInfo) -> Response<BoxBody> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Response<BoxBody> {
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         let kube = request_info::parse(&parts.method, parts.uri.path(), parts.uri.query());
@@ -121,11 +125,11 @@ impl Proxy {
         let identity = match self.auth.authenticate(&parts.headers, certs).await {
             Ok(id) => id,
             Err(e) => {
-                let message = format!("gatehouse: {e}");
+                let message = format!("gatehouse: {}", e.message());
                 let who = format!("unauthenticated@{}", client.source_ip);
                 let cmd = command::reconstruct(&kube, &content_type, &[]);
                 return self
-                    .deny(&who, base, kube, cmd, StatusCode::UNAUTHORIZED, "Unauthorized", &message)
+                    .deny(&who, base, kube, cmd, e.status_code(), e.reason(), &message)
                     .await;
             }
         };
@@ -148,7 +152,15 @@ impl Proxy {
             Ok(t) => t,
             Err(message) => {
                 return self
-                    .deny(&identity.username, base, kube, cmd, StatusCode::FORBIDDEN, "Forbidden", &message)
+                    .deny(
+                        &identity.username,
+                        base,
+                        kube,
+                        cmd,
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        &message,
+                    )
                     .await;
             }
         };
@@ -157,7 +169,10 @@ impl Proxy {
         let mut event = base.clone();
         event.payload = Some(Payload::Request(pb::RequestStarted {
             request: Some(kube.clone()),
-            body: Some(prefix.record(&content_type, &header_str(&parts.headers, "content-encoding"))),
+            body: Some(prefix.record(
+                &content_type,
+                &header_str(&parts.headers, "content-encoding"),
+            )),
             command: cmd,
             upstream_as: Some(target.clone()),
         }));
@@ -194,7 +209,11 @@ impl Proxy {
             Ok(u) => u,
             Err(_) => {
                 self.recorder.abandon(&recorded.session_id);
-                return status_response(StatusCode::BAD_REQUEST, "BadRequest", "gatehouse: invalid request path");
+                return status_response(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "gatehouse: invalid request path",
+                );
             }
         };
         *up.headers_mut() = headers;
@@ -238,7 +257,9 @@ impl Proxy {
         finish.content_type = header_str(&rparts.headers, "content-type");
         finish.content_encoding = header_str(&rparts.headers, "content-encoding");
         self.count(&kube.verb, finish.status, started);
-        let body = CaptureBody::new(rbody, finish).map_err(BoxError::from).boxed();
+        let body = CaptureBody::new(rbody, finish)
+            .map_err(BoxError::from)
+            .boxed();
         Response::from_parts(rparts, body)
     }
 

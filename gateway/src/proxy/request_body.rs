@@ -64,7 +64,8 @@ impl Prefix {
             None if head.is_empty() => crate::body::empty(),
             None => crate::body::full(head),
             Some(rest) => {
-                let first = futures_util::stream::once(async move { Ok::<_, BoxError>(Frame::data(head)) });
+                let first =
+                    futures_util::stream::once(async move { Ok::<_, BoxError>(Frame::data(head)) });
                 let rest = rest.map_err(BoxError::from).into_data_stream();
                 let rest = futures_util::StreamExt::map(rest, |r| r.map(Frame::data));
                 BodyExt::boxed(StreamBody::new(futures_util::StreamExt::chain(first, rest)))

@@ -72,7 +72,8 @@ impl Gateway {
         }
         let client_verifier = auth::client_cert_verifier(&args.auth)?;
         let tls = tls::server_config(&args.tls_cert, &args.tls_key, client_verifier)?;
-        let impersonator = Impersonator::load(args.identity_map.as_deref(), &args.allow_impersonation)?;
+        let impersonator =
+            Impersonator::load(args.identity_map.as_deref(), &args.allow_impersonation)?;
         let upstream = Arc::new(Upstream::from_args(&args.upstream).await?);
         let auth = Authenticator::new(&args.auth, upstream.clone()).await?;
         let (journal, recovery) = Journal::open(
@@ -150,7 +151,14 @@ impl Gateway {
         let grace = self.args.shutdown_grace;
         let journal = self.ops.journal.clone();
         let serve = async move {
-            serve_tls(listener, TlsAcceptor::from(self.tls), self.proxy, shutdown, grace).await;
+            serve_tls(
+                listener,
+                TlsAcceptor::from(self.tls),
+                self.proxy,
+                shutdown,
+                grace,
+            )
+            .await;
             ops_task.abort();
             if let Err(e) = journal.sync() {
                 tracing::error!(error = %e, "final journal sync failed");
@@ -196,22 +204,22 @@ async fn serve_tls(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let client_certs = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect::<Vec<_>>()));
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let client_certs =
+                tls.get_ref().1.peer_certificates().map(|c| {
+                    Arc::new(c.iter().map(|d| d.clone().into_owned()).collect::<Vec<_>>())
+                });
             let conn = ConnInfo { peer, client_certs };
             let svc = service_fn(move |req| {
                 let proxy = proxy.clone();
@@ -253,6 +261,10 @@ fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "gateway".into())
 }

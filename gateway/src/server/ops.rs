@@ -34,7 +34,11 @@ impl Ops {
             "/healthz" | "/livez" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
             "/readyz" => match self.not_ready() {
                 None => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-                Some(why) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {why}\n")),
+                Some(why) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("not ready: {why}\n"),
+                ),
             },
             "/metrics" => {
                 self.metrics
@@ -46,7 +50,11 @@ impl Ops {
                     self.metrics.encode(),
                 )
             }
-            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "not found\n".to_string(),
+            ),
         };
         let mut resp = Response::new(full(body));
         *resp.status_mut() = code;

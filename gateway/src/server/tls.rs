@@ -27,7 +27,11 @@ pub enum TlsError {
     Config(#[source] rustls::Error),
 }
 
-pub fn server_config(cert: &Path, key: &Path, client_verifier: Option<Arc<dyn ClientCertVerifier>>) -> Result<ServerConfig, TlsError> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_verifier: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<ServerConfig, TlsError> {
     let shown = cert.display().to_string();
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<_, _>>())
@@ -42,14 +46,17 @@ pub fn server_config(cert: &Path, key: &Path, client_verifier: Option<Arc<dyn Cl
         path: key.display().to_string(),
         source,
     })?;
-    let builder = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(TlsError::Config)?;
+    let builder =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(TlsError::Config)?;
     let builder = match client_verifier {
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(TlsError::Config)?;
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(TlsError::Config)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -128,11 +128,7 @@ pub fn reconstruct(req: &KubeRequest, content_type: &str, body: &[u8]) -> String
     } else {
         resource(req, content_type, body)
     };
-    words
-        .iter()
-        .map(|w| quote(w))
-        .collect::<Vec<_>>()
-        .join(" ")
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
 
 fn non_resource(req: &KubeRequest) -> Vec<String> {
@@ -281,7 +277,12 @@ fn can_i_args(body: &[u8]) -> Vec<String> {
     let spec = &v["spec"];
     let mut out = Vec::new();
     if let Some(ra) = spec.get("resourceAttributes") {
-        let s = |k: &str| ra.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+        let s = |k: &str| {
+            ra.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         out.push(s("verb"));
         let mut res = s("resource");
         if !s("subresource").is_empty() {
@@ -298,7 +299,12 @@ fn can_i_args(body: &[u8]) -> Vec<String> {
             out.extend(["-n".into(), s("namespace")]);
         }
     } else if let Some(nra) = spec.get("nonResourceAttributes") {
-        let s = |k: &str| nra.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
+        let s = |k: &str| {
+            nra.get(k)
+                .and_then(|x| x.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
         out.extend([s("verb"), s("path")]);
     }
     out.retain(|s| !s.is_empty());
@@ -392,14 +398,15 @@ fn subresource(req: &KubeRequest, content_type: &str, body: &[u8]) -> Vec<String
     w
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transcript::request_info::parse;
 
     fn cmd(method: &str, uri: &str, ct: &str, body: &str) -> String {
-        let (path, q) = uri.split_once('?').map_or((uri, None), |(a, b)| (a, Some(b)));
+        let (path, q) = uri
+            .split_once('?')
+            .map_or((uri, None), |(a, b)| (a, Some(b)));
         let m = http::Method::from_bytes(method.as_bytes()).unwrap();
         reconstruct(&parse(&m, path, q), ct, body.as_bytes())
     }
@@ -407,34 +414,70 @@ mod tests {
     #[test]
     fn the_issue_examples() {
         assert_eq!(
-            cmd("GET", "/api/v1/namespaces/payments/configmaps/app-config", "", ""),
+            cmd(
+                "GET",
+                "/api/v1/namespaces/payments/configmaps/app-config",
+                "",
+                ""
+            ),
             "kubectl get configmap app-config -n payments"
         );
         assert_eq!(
-            cmd("GET", "/api/v1/namespaces/payments/pods/checkout-7b9/log?tailLines=200", "", ""),
+            cmd(
+                "GET",
+                "/api/v1/namespaces/payments/pods/checkout-7b9/log?tailLines=200",
+                "",
+                ""
+            ),
             "kubectl logs checkout-7b9 -n payments --tail 200"
         );
     }
 
     #[test]
     fn reads() {
-        assert_eq!(cmd("GET", "/api/v1/namespaces/p/pods?limit=500", "", ""), "kubectl get pods -n p");
-        assert_eq!(cmd("GET", "/api/v1/pods", "", ""), "kubectl get pods -A");
-        assert_eq!(cmd("GET", "/api/v1/namespaces", "", ""), "kubectl get namespaces");
         assert_eq!(
-            cmd("GET", "/apis/apps/v1/namespaces/p/deployments?labelSelector=app%3Dweb&watch=true", "", ""),
+            cmd("GET", "/api/v1/namespaces/p/pods?limit=500", "", ""),
+            "kubectl get pods -n p"
+        );
+        assert_eq!(cmd("GET", "/api/v1/pods", "", ""), "kubectl get pods -A");
+        assert_eq!(
+            cmd("GET", "/api/v1/namespaces", "", ""),
+            "kubectl get namespaces"
+        );
+        assert_eq!(
+            cmd(
+                "GET",
+                "/apis/apps/v1/namespaces/p/deployments?labelSelector=app%3Dweb&watch=true",
+                "",
+                ""
+            ),
             "kubectl get deployments -n p -l app=web --watch"
         );
         assert_eq!(
-            cmd("GET", "/api/v1/namespaces/p/pods?fieldSelector=metadata.name%3Dweb-1&watch=1", "", ""),
+            cmd(
+                "GET",
+                "/api/v1/namespaces/p/pods?fieldSelector=metadata.name%3Dweb-1&watch=1",
+                "",
+                ""
+            ),
             "kubectl get pod web-1 -n p --watch"
         );
         assert_eq!(
-            cmd("GET", "/apis/stable.example.com/v1/namespaces/p/crontabs/x", "", ""),
+            cmd(
+                "GET",
+                "/apis/stable.example.com/v1/namespaces/p/crontabs/x",
+                "",
+                ""
+            ),
             "kubectl get crontab.stable.example.com x -n p"
         );
         assert_eq!(
-            cmd("GET", "/api/v1/namespaces/p/pods/web/log?container=app&follow=true", "", ""),
+            cmd(
+                "GET",
+                "/api/v1/namespaces/p/pods/web/log?container=app&follow=true",
+                "",
+                ""
+            ),
             "kubectl logs web -n p -c app -f"
         );
         assert_eq!(cmd("GET", "/version", "", ""), "kubectl version");
@@ -444,34 +487,74 @@ mod tests {
     #[test]
     fn writes() {
         assert_eq!(
-            cmd("POST", "/api/v1/namespaces/p/configmaps?fieldManager=kubectl-client-side-apply",
-                "application/json", r#"{"kind":"ConfigMap","metadata":{"name":"app"}}"#),
+            cmd(
+                "POST",
+                "/api/v1/namespaces/p/configmaps?fieldManager=kubectl-client-side-apply",
+                "application/json",
+                r#"{"kind":"ConfigMap","metadata":{"name":"app"}}"#
+            ),
             "kubectl create configmap app -n p -f -"
         );
-        assert_eq!(cmd("DELETE", "/api/v1/namespaces/p/configmaps/app", "", ""), "kubectl delete configmap app -n p");
-        assert_eq!(cmd("DELETE", "/api/v1/namespaces/p/configmaps?labelSelector=a%3Db", "", ""),
-            "kubectl delete configmaps -n p -l a=b");
         assert_eq!(
-            cmd("PATCH", "/api/v1/namespaces/p/configmaps/app", "application/merge-patch+json", r#"{"data":{"k":"v"}}"#),
+            cmd("DELETE", "/api/v1/namespaces/p/configmaps/app", "", ""),
+            "kubectl delete configmap app -n p"
+        );
+        assert_eq!(
+            cmd(
+                "DELETE",
+                "/api/v1/namespaces/p/configmaps?labelSelector=a%3Db",
+                "",
+                ""
+            ),
+            "kubectl delete configmaps -n p -l a=b"
+        );
+        assert_eq!(
+            cmd(
+                "PATCH",
+                "/api/v1/namespaces/p/configmaps/app",
+                "application/merge-patch+json",
+                r#"{"data":{"k":"v"}}"#
+            ),
             r#"kubectl patch configmap app -n p --type merge -p '{"data":{"k":"v"}}'"#
         );
         assert_eq!(
-            cmd("PATCH", "/apis/apps/v1/namespaces/p/deployments/web?fieldManager=kubectl&force=false",
-                "application/apply-patch+yaml", "kind: Deployment"),
+            cmd(
+                "PATCH",
+                "/apis/apps/v1/namespaces/p/deployments/web?fieldManager=kubectl&force=false",
+                "application/apply-patch+yaml",
+                "kind: Deployment"
+            ),
             "kubectl patch deployment web -n p --server-side-apply --field-manager=kubectl"
         );
-        assert_eq!(cmd("DELETE", "/api/v1/namespaces/payments", "", ""), "kubectl delete namespace payments");
         assert_eq!(
-            cmd("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "application/json", "{}"),
+            cmd("DELETE", "/api/v1/namespaces/payments", "", ""),
+            "kubectl delete namespace payments"
+        );
+        assert_eq!(
+            cmd(
+                "POST",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                "application/json",
+                "{}"
+            ),
             "kubectl auth whoami"
         );
         assert_eq!(
-            cmd("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", "application/json",
-                r#"{"spec":{"resourceAttributes":{"namespace":"p","verb":"delete","resource":"pods"}}}"#),
+            cmd(
+                "POST",
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                "application/json",
+                r#"{"spec":{"resourceAttributes":{"namespace":"p","verb":"delete","resource":"pods"}}}"#
+            ),
             "kubectl auth can-i delete pods -n p"
         );
         assert_eq!(
-            cmd("POST", "/api/v1/namespaces/p/pods/web/exec?command=sh&command=-c&command=echo+hi&container=app&stdin=true&tty=true", "", ""),
+            cmd(
+                "POST",
+                "/api/v1/namespaces/p/pods/web/exec?command=sh&command=-c&command=echo+hi&container=app&stdin=true&tty=true",
+                "",
+                ""
+            ),
             "kubectl exec web -n p -c app -it -- sh -c 'echo hi'"
         );
     }

@@ -35,7 +35,12 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(journal: Arc<Journal>, idle_gap: Duration, producer: Producer, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        journal: Arc<Journal>,
+        idle_gap: Duration,
+        producer: Producer,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             journal,
             sessions: Mutex::new(Sessions::new(idle_gap)),
@@ -50,25 +55,43 @@ impl Recorder {
 
     /// Records the first event of an exchange by `who`, opening or continuing their session.
     pub async fn begin(&self, who: &str, event: Event) -> Result<Recorded, RecordError> {
-        self.write(event, |sessions, now| Some(sessions.begin(who, now)), None, true)
-            .await
+        self.write(
+            event,
+            |sessions, now| Some(sessions.begin(who, now)),
+            None,
+            true,
+        )
+        .await
     }
 
     /// Records a later event of an exchange in `session_id`; `last` ends the exchange.
-    pub async fn follow(&self, session_id: &str, event: Event, last: bool) -> Result<Recorded, RecordError> {
+    pub async fn follow(
+        &self,
+        session_id: &str,
+        event: Event,
+        last: bool,
+    ) -> Result<Recorded, RecordError> {
         let end = last.then_some(session_id);
         self.write(event, |sessions, _| sessions.get(session_id), end, false)
             .await
             .map_err(|e| match e {
-                RecordError::UnknownSession(_) => RecordError::UnknownSession(session_id.to_string()),
+                RecordError::UnknownSession(_) => {
+                    RecordError::UnknownSession(session_id.to_string())
+                }
                 other => other,
             })
     }
 
     /// Like `follow`, for contexts that cannot await (a body dropped mid-stream).
-    pub fn follow_now(&self, session_id: &str, event: Event, last: bool) -> Result<Recorded, RecordError> {
+    pub fn follow_now(
+        &self,
+        session_id: &str,
+        event: Event,
+        last: bool,
+    ) -> Result<Recorded, RecordError> {
         let end = last.then_some(session_id);
-        let appended = self.stamp_and_append(event, |sessions, _| sessions.get(session_id), end, false)?;
+        let appended =
+            self.stamp_and_append(event, |sessions, _| sessions.get(session_id), end, false)?;
         self.journal.make_durable(appended.1)?;
         Ok(appended.0)
     }
@@ -98,7 +121,8 @@ impl Recorder {
     ) -> Result<(Recorded, gatehouse_journal::Appended), RecordError> {
         let now = Instant::now();
         let mut sessions = self.sessions.lock();
-        let state = pick(&mut sessions, now).ok_or_else(|| RecordError::UnknownSession(String::new()))?;
+        let state =
+            pick(&mut sessions, now).ok_or_else(|| RecordError::UnknownSession(String::new()))?;
         if event.event_id.is_empty() {
             event.event_id = uuid::Uuid::now_v7().to_string();
         }
@@ -134,8 +158,12 @@ impl Recorder {
             sessions.end(id, now);
         }
         drop(sessions);
-        self.metrics.journal_appended_bytes.inc_by(appended.end - appended.offset);
-        self.metrics.journal_unacked_bytes.set(self.journal.unacked_bytes() as i64);
+        self.metrics
+            .journal_appended_bytes
+            .inc_by(appended.end - appended.offset);
+        self.metrics
+            .journal_unacked_bytes
+            .set(self.journal.unacked_bytes() as i64);
         Ok((recorded, appended))
     }
 

@@ -40,7 +40,9 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> KubeRequ
     let rest: &[&str] = match rest {
         // `/namespaces/{ns}/{resource}…`, but `/namespaces/{ns}` alone (or with a
         // subresource such as `finalize`) is the namespace object itself.
-        ["namespaces", ns, resource, tail @ ..] if *resource != "status" && *resource != "finalize" => {
+        ["namespaces", ns, resource, tail @ ..]
+            if *resource != "status" && *resource != "finalize" =>
+        {
             req.namespace = (*ns).to_string();
             req.resource = (*resource).to_string();
             tail
@@ -113,48 +115,84 @@ mod tests {
     use http::Method;
 
     fn p(m: Method, uri: &str) -> KubeRequest {
-        let (path, q) = uri.split_once('?').map_or((uri, None), |(a, b)| (a, Some(b)));
+        let (path, q) = uri
+            .split_once('?')
+            .map_or((uri, None), |(a, b)| (a, Some(b)));
         parse(&m, path, q)
     }
 
     #[test]
     fn core_and_group_resources() {
-        let r = p(Method::GET, "/api/v1/namespaces/payments/configmaps/app-config");
+        let r = p(
+            Method::GET,
+            "/api/v1/namespaces/payments/configmaps/app-config",
+        );
         assert_eq!(
-            (r.verb.as_str(), r.api_group.as_str(), r.api_version.as_str()),
+            (
+                r.verb.as_str(),
+                r.api_group.as_str(),
+                r.api_version.as_str()
+            ),
             ("get", "", "v1")
         );
         assert_eq!(
             (r.resource.as_str(), r.namespace.as_str(), r.name.as_str()),
             ("configmaps", "payments", "app-config")
         );
-        let r = p(Method::GET, "/apis/apps/v1/namespaces/p/deployments?labelSelector=a%3Db");
+        let r = p(
+            Method::GET,
+            "/apis/apps/v1/namespaces/p/deployments?labelSelector=a%3Db",
+        );
         assert_eq!((r.verb.as_str(), r.api_group.as_str()), ("list", "apps"));
         assert_eq!(r.query, "labelSelector=a%3Db");
         let r = p(Method::GET, "/api/v1/pods?watch=1");
         assert_eq!((r.verb.as_str(), r.namespace.as_str()), ("watch", ""));
         let r = p(Method::GET, "/api/v1/watch/namespaces/p/pods");
-        assert_eq!((r.verb.as_str(), r.resource.as_str(), r.namespace.as_str()), ("watch", "pods", "p"));
+        assert_eq!(
+            (r.verb.as_str(), r.resource.as_str(), r.namespace.as_str()),
+            ("watch", "pods", "p")
+        );
     }
 
     #[test]
     fn subresources_and_namespaces() {
-        let r = p(Method::GET, "/api/v1/namespaces/payments/pods/checkout-7b9/log?tailLines=200");
-        assert_eq!((r.subresource.as_str(), r.name.as_str()), ("log", "checkout-7b9"));
+        let r = p(
+            Method::GET,
+            "/api/v1/namespaces/payments/pods/checkout-7b9/log?tailLines=200",
+        );
+        assert_eq!(
+            (r.subresource.as_str(), r.name.as_str()),
+            ("log", "checkout-7b9")
+        );
         let r = p(Method::DELETE, "/api/v1/namespaces/payments");
         assert_eq!(
-            (r.verb.as_str(), r.resource.as_str(), r.name.as_str(), r.namespace.as_str()),
+            (
+                r.verb.as_str(),
+                r.resource.as_str(),
+                r.name.as_str(),
+                r.namespace.as_str()
+            ),
             ("delete", "namespaces", "payments", "payments")
         );
         let r = p(Method::PUT, "/api/v1/namespaces/payments/finalize");
-        assert_eq!((r.resource.as_str(), r.subresource.as_str()), ("namespaces", "finalize"));
+        assert_eq!(
+            (r.resource.as_str(), r.subresource.as_str()),
+            ("namespaces", "finalize")
+        );
         let r = p(Method::DELETE, "/api/v1/namespaces/p/configmaps");
         assert_eq!(r.verb, "deletecollection");
     }
 
     #[test]
     fn non_resource_urls() {
-        for path in ["/version", "/api", "/apis", "/apis/apps", "/openapi/v3", "/"] {
+        for path in [
+            "/version",
+            "/api",
+            "/apis",
+            "/apis/apps",
+            "/openapi/v3",
+            "/",
+        ] {
             let r = p(Method::GET, path);
             assert!(r.non_resource, "{path}");
             assert_eq!(r.verb, "get");

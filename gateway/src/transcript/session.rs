@@ -55,13 +55,16 @@ impl Sessions {
             );
         }
         let id = self.current.get(who).cloned().unwrap_or_default();
-        let state = self.by_id.entry(id.clone()).or_insert_with(|| SessionState {
-            id,
-            next_seq: 1,
-            prev_hash: Vec::new(),
-            last_seen: now,
-            in_flight: 0,
-        });
+        let state = self
+            .by_id
+            .entry(id.clone())
+            .or_insert_with(|| SessionState {
+                id,
+                next_seq: 1,
+                prev_hash: Vec::new(),
+                last_seen: now,
+                in_flight: 0,
+            });
         state.last_seen = now;
         state.in_flight += 1;
         state
@@ -112,7 +115,10 @@ mod tests {
         let c = s.begin("bob", t0).id.clone();
         assert_ne!(a, c);
         s.end(&b, t0 + Duration::from_secs(599));
-        let d = s.begin("alice", t0 + Duration::from_secs(599 + 601)).id.clone();
+        let d = s
+            .begin("alice", t0 + Duration::from_secs(599 + 601))
+            .id
+            .clone();
         assert_ne!(a, d, "an idle gap starts a new session");
     }
 

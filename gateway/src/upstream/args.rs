@@ -76,12 +76,21 @@ pub struct UpstreamArgs {
     pub eks_ca_file: Option<PathBuf>,
 
     /// Session name used for AssumeRole (shows in CloudTrail).
-    #[arg(long, env = "GATEWAY_EKS_ROLE_SESSION_NAME", default_value = "gatehouse-gateway")]
+    #[arg(
+        long,
+        env = "GATEWAY_EKS_ROLE_SESSION_NAME",
+        default_value = "gatehouse-gateway"
+    )]
     pub eks_role_session_name: String,
 
     /// STS endpoint for AssumeRole, overriding the regional default (for tests and VPC endpoints).
     #[arg(long, env = "GATEWAY_STS_ENDPOINT")]
     pub sts_endpoint: Option<String>,
+
+    /// PEM CA bundle that is the only trust root for the STS endpoint (default: the public web
+    /// PKI roots).
+    #[arg(long, env = "GATEWAY_STS_CA_FILE")]
+    pub sts_ca_file: Option<PathBuf>,
 
     /// Timeout for establishing a TCP connection to the API server.
     #[arg(long, env = "GATEWAY_UPSTREAM_TIMEOUT_CONNECT", value_parser = humantime::parse_duration, default_value = "10s")]

@@ -11,7 +11,7 @@ pub(crate) enum Credential {
     None,
     Static(HeaderValue),
     File(FileToken),
-    Eks(EksToken),
+    Eks(Box<EksToken>),
 }
 
 impl Credential {

@@ -66,7 +66,10 @@ mod tests {
             server_url(Some("10.96.0.1"), Some("443"))?,
             "https://10.96.0.1:443"
         );
-        assert_eq!(server_url(Some("fd00::1"), Some("443"))?, "https://[fd00::1]:443");
+        assert_eq!(
+            server_url(Some("fd00::1"), Some("443"))?,
+            "https://[fd00::1]:443"
+        );
         assert!(server_url(None, Some("443")).is_err());
         assert!(server_url(Some(""), Some("443")).is_err());
         Ok(())

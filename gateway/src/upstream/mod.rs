@@ -14,7 +14,7 @@ mod token_file;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use args::{UpstreamArgs, UpstreamMode};
 pub use client::Upstream;

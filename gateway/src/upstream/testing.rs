@@ -75,8 +75,8 @@ impl TestPki {
     /// does not require) a client certificate issued by this CA.
     pub fn server_config(&self, client_auth: bool) -> anyhow::Result<ServerConfig> {
         let (cert_pem, key_pem) = self.server_cert()?;
-        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()?;
+        let chain =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
         let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -122,13 +122,14 @@ where
                     .1
                     .peer_certificates()
                     .map(|c| PeerCerts(c.iter().map(|c| c.clone().into_owned()).collect()));
-                let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-                    if let Some(peer) = &peer {
-                        req.extensions_mut().insert(peer.clone());
-                    }
-                    let fut = handler(req);
-                    async move { Ok::<_, Infallible>(fut.await) }
-                });
+                let service =
+                    hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                        if let Some(peer) = &peer {
+                            req.extensions_mut().insert(peer.clone());
+                        }
+                        let fut = handler(req);
+                        async move { Ok::<_, Infallible>(fut.await) }
+                    });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tls), service)
                     .await;

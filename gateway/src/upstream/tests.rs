@@ -261,7 +261,10 @@ async fn token_file_is_reread() -> anyhow::Result<()> {
         "0s",
     ]))
     .await?;
-    assert_eq!(get(&upstream, "/").await?.1["authorization"], "Bearer first");
+    assert_eq!(
+        get(&upstream, "/").await?.1["authorization"],
+        "Bearer first"
+    );
     std::fs::write(&token, "second")?;
     assert_eq!(
         get(&upstream, "/").await?.1["authorization"],
@@ -346,7 +349,12 @@ async fn kubeconfig_errors_are_clear() -> anyhow::Result<()> {
     let ca = format!("    certificate-authority-data: {}", b64(&pki.ca_pem));
     let server = "https://127.0.0.1:6443";
     let cases: Vec<(&str, String, &[&str], &str)> = vec![
-        ("yaml", "clusters: [".into(), &[], "is not a valid kubeconfig"),
+        (
+            "yaml",
+            "clusters: [".into(),
+            &[],
+            "is not a valid kubeconfig",
+        ),
         ("empty", String::new(), &[], "no current-context set"),
         (
             "context",
@@ -380,7 +388,11 @@ async fn kubeconfig_errors_are_clear() -> anyhow::Result<()> {
         ),
         (
             "badb64",
-            kubeconfig(server, "    certificate-authority-data: '%%%'", "    token: t"),
+            kubeconfig(
+                server,
+                "    certificate-authority-data: '%%%'",
+                "    token: t",
+            ),
             &[],
             "certificate-authority-data is not valid base64",
         ),
@@ -418,7 +430,11 @@ async fn kubeconfig_errors_are_clear() -> anyhow::Result<()> {
         ),
         (
             "cafile",
-            kubeconfig(server, "    certificate-authority: missing.crt", "    token: t"),
+            kubeconfig(
+                server,
+                "    certificate-authority: missing.crt",
+                "    token: t",
+            ),
             &[],
             "cannot read certificate-authority",
         ),
@@ -434,11 +450,14 @@ async fn kubeconfig_errors_are_clear() -> anyhow::Result<()> {
         assert!(err.contains(want), "{name}: {err}");
     }
     let missing = dir.path().join("absent");
-    let err = Upstream::from_args(&args(&["--kubeconfig", missing.to_str().unwrap_or_default()]))
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let err = Upstream::from_args(&args(&[
+        "--kubeconfig",
+        missing.to_str().unwrap_or_default(),
+    ]))
+    .await
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
     assert!(err.starts_with("cannot read kubeconfig"), "{err}");
     Ok(())
 }

@@ -18,7 +18,10 @@ impl ClientIdentity {
     pub fn from_pem(cert_pem: &[u8], key_pem: &[u8], what: &str) -> Result<Self, UpstreamError> {
         let chain = parse_certs(cert_pem, &format!("{what} client certificate"))?;
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
-            UpstreamError::pem(format!("{what} client key"), format!("no usable private key ({e})"))
+            UpstreamError::pem(
+                format!("{what} client key"),
+                format!("no usable private key ({e})"),
+            )
         })?;
         Ok(ClientIdentity { chain, key })
     }

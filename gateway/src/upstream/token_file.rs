@@ -85,7 +85,9 @@ pub(crate) fn bearer(token: &[u8], what: &str) -> Result<HeaderValue, UpstreamEr
     value.extend_from_slice(b"Bearer ");
     value.extend_from_slice(token);
     let mut header = HeaderValue::from_bytes(&value).map_err(|_| {
-        UpstreamError::Credential(format!("{what} contains characters not allowed in a header"))
+        UpstreamError::Credential(format!(
+            "{what} contains characters not allowed in a header"
+        ))
     })?;
     header.set_sensitive(true);
     Ok(header)

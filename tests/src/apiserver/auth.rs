@@ -59,9 +59,6 @@ impl UserInfo {
 pub struct Caller {
     pub authenticated: UserInfo,
     pub effective: UserInfo,
-    pub impersonated: bool,
-    /// True when the caller authenticated with the configured gateway token.
-    pub is_gateway: bool,
 }
 
 /// The bearer token of a request, if any.

@@ -237,7 +237,10 @@ pub fn validate(r: &ResourceDef, name: &str, obj: &Value) -> ApiResult<()> {
     let mut causes: Vec<(String, String)> = Vec::new();
     let label_kind = matches!(r.kind, "Namespace" | "Service");
     if name.is_empty() {
-        causes.push(("metadata.name".into(), "Required value: name or generateName is required".into()));
+        causes.push((
+            "metadata.name".into(),
+            "Required value: name or generateName is required".into(),
+        ));
     } else if label_kind && !is_dns_label(name) {
         causes.push((
             "metadata.name".into(),
@@ -250,14 +253,13 @@ pub fn validate(r: &ResourceDef, name: &str, obj: &Value) -> ApiResult<()> {
         ));
     }
     match r.kind {
-        "Pod" => {
+        "Pod"
             if obj
                 .pointer("/spec/containers")
                 .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty)
-            {
-                causes.push(("spec.containers".into(), "Required value".into()));
-            }
+                .is_none_or(Vec::is_empty) =>
+        {
+            causes.push(("spec.containers".into(), "Required value".into()));
         }
         "Deployment" => {
             if obj.pointer("/spec/selector").is_none() {
@@ -287,7 +289,10 @@ pub fn validate(r: &ResourceDef, name: &str, obj: &Value) -> ApiResult<()> {
                         base64::engine::general_purpose::STANDARD.decode(s).is_ok()
                     });
                     if !ok {
-                        causes.push((format!("data[{k}]"), "Invalid value: illegal base64 data".into()));
+                        causes.push((
+                            format!("data[{k}]"),
+                            "Invalid value: illegal base64 data".into(),
+                        ));
                     }
                 }
             }

@@ -51,7 +51,9 @@ pub fn api_group_list() -> Value {
 pub fn api_group(group: &str) -> Option<Value> {
     let (g, v) = GROUPS.iter().find(|(g, _)| *g == group)?;
     let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
-    Some(json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [gv.clone()], "preferredVersion": gv}))
+    Some(
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [gv.clone()], "preferredVersion": gv}),
+    )
 }
 
 /// The storage version hash: the apiserver's is a base64 of the first 8 bytes of a sha256 over

@@ -37,7 +37,10 @@ fn parse(accept: &str) -> Vec<MediaRange> {
             let params = it
                 .filter_map(|p| {
                     let (k, v) = p.split_once('=')?;
-                    Some((k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_string()))
+                    Some((
+                        k.trim().to_ascii_lowercase(),
+                        v.trim().trim_matches('"').to_string(),
+                    ))
                 })
                 .collect();
             Some(MediaRange { essence, params })
@@ -52,7 +55,10 @@ pub fn negotiate(accept: Option<&str>, discovery: bool) -> Result<Wanted, ApiErr
         return Ok(Wanted::Json);
     };
     for r in parse(accept) {
-        let json_like = matches!(r.essence.as_str(), "application/json" | "*/*" | "application/*");
+        let json_like = matches!(
+            r.essence.as_str(),
+            "application/json" | "*/*" | "application/*"
+        );
         let as_ = r.params.get("as").map(String::as_str);
         let g = r.params.get("g").map(String::as_str);
         let v = r.params.get("v").map(String::as_str).unwrap_or("");
@@ -110,7 +116,10 @@ mod tests {
     #[test]
     fn kubectl_get_prefers_table() {
         let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
-        assert_eq!(negotiate(Some(a), false).ok(), Some(Wanted::Table("v1".into())));
+        assert_eq!(
+            negotiate(Some(a), false).ok(),
+            Some(Wanted::Table("v1".into()))
+        );
     }
 
     #[test]
@@ -122,8 +131,12 @@ mod tests {
 
     #[test]
     fn aggregated_only_on_discovery() {
-        let a = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(negotiate(Some(a), true).ok(), Some(Wanted::AggregatedDiscovery));
+        let a =
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+        assert_eq!(
+            negotiate(Some(a), true).ok(),
+            Some(Wanted::AggregatedDiscovery)
+        );
         assert_eq!(negotiate(Some(a), false).ok(), Some(Wanted::Json));
     }
 }

@@ -10,6 +10,7 @@ mod logs;
 mod media;
 mod openapi;
 mod patch;
+mod protobuf;
 mod resources;
 mod reviews;
 mod schema;
@@ -60,7 +61,7 @@ pub(crate) struct ChannelBody {
 }
 
 impl ChannelBody {
-    pub(crate) fn new(capacity: usize) -> (mpsc::Sender<Bytes>, Body) {
+    pub(crate) fn channel(capacity: usize) -> (mpsc::Sender<Bytes>, Body) {
         let (tx, rx) = mpsc::channel(capacity);
         (tx, ChannelBody { rx }.boxed_unsync())
     }
@@ -163,12 +164,18 @@ pub const BOB_TOKEN: &str = "bob-token";
 
 impl Default for ApiServerOptions {
     fn default() -> Self {
-        let gateway_user = UserInfo::new(GATEWAY_USER, &["system:serviceaccounts", "system:serviceaccounts:gatehouse"])
-            .with_uid("5b0c5d6e-0000-4000-8000-000000000001");
+        let gateway_user = UserInfo::new(
+            GATEWAY_USER,
+            &["system:serviceaccounts", "system:serviceaccounts:gatehouse"],
+        )
+        .with_uid("5b0c5d6e-0000-4000-8000-000000000001");
         let mut users = BTreeMap::new();
         users.insert(
             ADMIN_TOKEN.to_string(),
-            UserInfo::new("kubernetes-admin", &["kubeadm:cluster-admins", "system:masters"]),
+            UserInfo::new(
+                "kubernetes-admin",
+                &["kubeadm:cluster-admins", "system:masters"],
+            ),
         );
         users.insert(
             ALICE_TOKEN.to_string(),
@@ -278,7 +285,9 @@ impl TestApiServer {
     /// 127.0.0.1 with an ephemeral port.
     pub async fn start(opts: ApiServerOptions) -> anyhow::Result<TestApiServer> {
         let ca = tls::TestCa::generate().context("generating the test CA")?;
-        let serving = ca.issue_server().context("issuing the serving certificate")?;
+        let serving = ca
+            .issue_server()
+            .context("issuing the serving certificate")?;
         let config = ca.server_config(&serving)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0")

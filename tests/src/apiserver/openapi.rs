@@ -51,22 +51,66 @@ fn query(name: &str, desc: &str, ty: &str) -> Value {
 
 fn write_params() -> Vec<Value> {
     vec![
-        query("dryRun", "When present, indicates that modifications should not be persisted.", "string"),
-        query("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes.", "string"),
-        query("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.", "string"),
+        query(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted.",
+            "string",
+        ),
+        query(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+            "string",
+        ),
+        query(
+            "fieldValidation",
+            "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.",
+            "string",
+        ),
     ]
 }
 
 fn list_params() -> Vec<Value> {
     vec![
-        query("allowWatchBookmarks", "allowWatchBookmarks requests watch events with type \"BOOKMARK\".", "boolean"),
-        query("continue", "The continue option should be set when retrieving more results from the server.", "string"),
-        query("fieldSelector", "A selector to restrict the list of returned objects by their fields.", "string"),
-        query("labelSelector", "A selector to restrict the list of returned objects by their labels.", "string"),
-        query("limit", "limit is a maximum number of responses to return for a list call.", "integer"),
-        query("resourceVersion", "resourceVersion sets a constraint on what resource versions a request may be served from.", "string"),
-        query("timeoutSeconds", "Timeout for the list/watch call.", "integer"),
-        query("watch", "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.", "boolean"),
+        query(
+            "allowWatchBookmarks",
+            "allowWatchBookmarks requests watch events with type \"BOOKMARK\".",
+            "boolean",
+        ),
+        query(
+            "continue",
+            "The continue option should be set when retrieving more results from the server.",
+            "string",
+        ),
+        query(
+            "fieldSelector",
+            "A selector to restrict the list of returned objects by their fields.",
+            "string",
+        ),
+        query(
+            "labelSelector",
+            "A selector to restrict the list of returned objects by their labels.",
+            "string",
+        ),
+        query(
+            "limit",
+            "limit is a maximum number of responses to return for a list call.",
+            "integer",
+        ),
+        query(
+            "resourceVersion",
+            "resourceVersion sets a constraint on what resource versions a request may be served from.",
+            "string",
+        ),
+        query(
+            "timeoutSeconds",
+            "Timeout for the list/watch call.",
+            "integer",
+        ),
+        query(
+            "watch",
+            "Watch for changes to the described resources and return them as a stream of add, update, and remove notifications.",
+            "boolean",
+        ),
     ]
 }
 
@@ -130,8 +174,12 @@ fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
     if r.virtual_create_only {
         let mut post = operation(r, "create", "post", r.definition, false);
         post["parameters"] = json!(write_params());
-        post["requestBody"] = json!({"content": {"*/*": body_schema(r.definition)}, "required": true});
-        post["responses"] = responses(r.definition, &[("200", "OK"), ("201", "Created"), ("202", "Accepted")]);
+        post["requestBody"] =
+            json!({"content": {"*/*": body_schema(r.definition)}, "required": true});
+        post["responses"] = responses(
+            r.definition,
+            &[("200", "OK"), ("201", "Created"), ("202", "Accepted")],
+        );
         out.push((
             format!("{gv}/{}", r.plural),
             json!({"post": post, "parameters": path_params(false)}),
@@ -143,11 +191,21 @@ fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
     list["parameters"] = json!(list_params());
     let mut create = operation(r, "create", "post", r.definition, true);
     create["parameters"] = json!(write_params());
-    create["requestBody"] = json!({"content": {"*/*": body_schema(r.definition)}, "required": true});
-    create["responses"] = responses(r.definition, &[("200", "OK"), ("201", "Created"), ("202", "Accepted")]);
+    create["requestBody"] =
+        json!({"content": {"*/*": body_schema(r.definition)}, "required": true});
+    create["responses"] = responses(
+        r.definition,
+        &[("200", "OK"), ("201", "Created"), ("202", "Accepted")],
+    );
     let mut coll = json!({"get": list, "post": create, "parameters": path_params(false)});
     if r.has_verb("deletecollection") {
-        let mut dc = operation(r, "deletecollection", "deletecollection", "io.k8s.apimachinery.pkg.apis.meta.v1.Status", true);
+        let mut dc = operation(
+            r,
+            "deletecollection",
+            "deletecollection",
+            "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+            true,
+        );
         dc["parameters"] = json!(list_params());
         coll["delete"] = dc;
     }
@@ -157,11 +215,16 @@ fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
     read["parameters"] = json!([]);
     let mut replace = operation(r, "replace", "put", r.definition, true);
     replace["parameters"] = json!(write_params());
-    replace["requestBody"] = json!({"content": {"*/*": body_schema(r.definition)}, "required": true});
+    replace["requestBody"] =
+        json!({"content": {"*/*": body_schema(r.definition)}, "required": true});
     replace["responses"] = responses(r.definition, &[("200", "OK"), ("201", "Created")]);
     let mut patch = operation(r, "patch", "patch", r.definition, true);
     let mut pp = write_params();
-    pp.push(query("force", "Force is going to \"force\" Apply requests.", "boolean"));
+    pp.push(query(
+        "force",
+        "Force is going to \"force\" Apply requests.",
+        "boolean",
+    ));
     patch["parameters"] = json!(pp);
     let p = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
     patch["requestBody"] = json!({"content": {
@@ -171,11 +234,29 @@ fn paths_for(r: &ResourceDef) -> Vec<(String, Value)> {
         "application/strategic-merge-patch+json": body_schema(p)
     }, "required": true});
     patch["responses"] = responses(r.definition, &[("200", "OK"), ("201", "Created")]);
-    let mut delete = operation(r, "delete", "delete", "io.k8s.apimachinery.pkg.apis.meta.v1.Status", true);
+    let mut delete = operation(
+        r,
+        "delete",
+        "delete",
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
+        true,
+    );
     delete["parameters"] = json!([
-        query("dryRun", "When present, indicates that modifications should not be persisted.", "string"),
-        query("gracePeriodSeconds", "The duration in seconds before the object should be deleted.", "integer"),
-        query("propagationPolicy", "Whether and how garbage collection will be performed.", "string"),
+        query(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted.",
+            "string"
+        ),
+        query(
+            "gracePeriodSeconds",
+            "The duration in seconds before the object should be deleted.",
+            "integer"
+        ),
+        query(
+            "propagationPolicy",
+            "Whether and how garbage collection will be performed.",
+            "string"
+        ),
     ]);
     delete["requestBody"] = json!({"content": {"*/*": body_schema("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions")}});
     out.push((
@@ -260,10 +341,10 @@ pub fn v2_document() -> Value {
                 m.iter()
                     .map(|(k, x)| {
                         if k == "$ref" {
-                            let s = x.as_str().unwrap_or_default().replace(
-                                "#/components/schemas/",
-                                "#/definitions/",
-                            );
+                            let s = x
+                                .as_str()
+                                .unwrap_or_default()
+                                .replace("#/components/schemas/", "#/definitions/");
                             (k.clone(), Value::String(s))
                         } else {
                             (k.clone(), rewrite(x))
@@ -275,7 +356,10 @@ pub fn v2_document() -> Value {
             other => other.clone(),
         }
     }
-    let defs: Map<String, Value> = SCHEMAS.iter().map(|(k, v)| (k.clone(), rewrite(v))).collect();
+    let defs: Map<String, Value> = SCHEMAS
+        .iter()
+        .map(|(k, v)| (k.clone(), rewrite(v)))
+        .collect();
     json!({
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": "v1.35.2"},

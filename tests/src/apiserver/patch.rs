@@ -162,17 +162,28 @@ fn parent_mut<'a>(doc: &'a mut Value, toks: &[String]) -> ApiResult<&'a mut Valu
     let mut cur = doc;
     for t in toks {
         cur = match cur {
-            Value::Object(m) => m
-                .get_mut(t)
-                .ok_or_else(|| ApiError::new(422, "Invalid", format!("doc is missing path: /{}", toks.join("/"))))?,
+            Value::Object(m) => m.get_mut(t).ok_or_else(|| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("doc is missing path: /{}", toks.join("/")),
+                )
+            })?,
             Value::Array(a) => {
-                let i: usize = t
-                    .parse()
-                    .map_err(|_| ApiError::new(422, "Invalid", format!("invalid array index {t}")))?;
-                a.get_mut(i)
-                    .ok_or_else(|| ApiError::new(422, "Invalid", format!("index {i} out of bounds")))?
+                let i: usize = t.parse().map_err(|_| {
+                    ApiError::new(422, "Invalid", format!("invalid array index {t}"))
+                })?;
+                a.get_mut(i).ok_or_else(|| {
+                    ApiError::new(422, "Invalid", format!("index {i} out of bounds"))
+                })?
             }
-            _ => return Err(ApiError::new(422, "Invalid", format!("doc is missing path: /{}", toks.join("/")))),
+            _ => {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("doc is missing path: /{}", toks.join("/")),
+                ));
+            }
         };
     }
     Ok(cur)
@@ -185,17 +196,31 @@ fn remove_at(doc: &mut Value, path: &str) -> ApiResult<Value> {
         .ok_or_else(|| ApiError::bad_request("cannot remove the document root"))?;
     match parent_mut(doc, parent)? {
         Value::Object(m) => m.remove(last).ok_or_else(|| {
-            ApiError::new(422, "Invalid", format!("Unable to remove nonexistent key: {last}: missing value"))
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("Unable to remove nonexistent key: {last}: missing value"),
+            )
         }),
         Value::Array(a) => {
-            let i: usize = last.parse().map_err(|_| ApiError::bad_request("bad index"))?;
+            let i: usize = last
+                .parse()
+                .map_err(|_| ApiError::bad_request("bad index"))?;
             if i < a.len() {
                 Ok(a.remove(i))
             } else {
-                Err(ApiError::new(422, "Invalid", format!("Unable to remove index {i}")))
+                Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("Unable to remove index {i}"),
+                ))
             }
         }
-        _ => Err(ApiError::new(422, "Invalid", format!("doc is missing path: {path}"))),
+        _ => Err(ApiError::new(
+            422,
+            "Invalid",
+            format!("doc is missing path: {path}"),
+        )),
     }
 }
 
@@ -208,7 +233,13 @@ fn add_at(doc: &mut Value, path: &str, value: Value, replace: bool) -> ApiResult
     match parent_mut(doc, parent)? {
         Value::Object(m) => {
             if replace && !m.contains_key(last) {
-                return Err(ApiError::new(422, "Invalid", format!("replace operation does not apply: doc is missing key: {path}: missing value")));
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "replace operation does not apply: doc is missing key: {path}: missing value"
+                    ),
+                ));
             }
             m.insert(last.clone(), value);
         }
@@ -216,9 +247,13 @@ fn add_at(doc: &mut Value, path: &str, value: Value, replace: bool) -> ApiResult
             if last == "-" {
                 a.push(value);
             } else {
-                let i: usize = last.parse().map_err(|_| ApiError::bad_request("bad index"))?;
+                let i: usize = last
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("bad index"))?;
                 if replace {
-                    *a.get_mut(i).ok_or_else(|| ApiError::new(422, "Invalid", "index out of bounds"))? = value;
+                    *a.get_mut(i)
+                        .ok_or_else(|| ApiError::new(422, "Invalid", "index out of bounds"))? =
+                        value;
                 } else if i <= a.len() {
                     a.insert(i, value);
                 } else {
@@ -226,7 +261,13 @@ fn add_at(doc: &mut Value, path: &str, value: Value, replace: bool) -> ApiResult
                 }
             }
         }
-        _ => return Err(ApiError::new(422, "Invalid", format!("doc is missing path: {path}"))),
+        _ => {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("doc is missing path: {path}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -240,14 +281,14 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> ApiResult<()> {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
         let path = op.get("path").and_then(Value::as_str).unwrap_or("");
         let value = || {
-            op.get("value")
-                .cloned()
-                .ok_or_else(|| ApiError::bad_request(format!("json patch {kind} operation has no value")))
+            op.get("value").cloned().ok_or_else(|| {
+                ApiError::bad_request(format!("json patch {kind} operation has no value"))
+            })
         };
         let from = || {
-            op.get("from")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request(format!("json patch {kind} operation has no from")))
+            op.get("from").and_then(Value::as_str).ok_or_else(|| {
+                ApiError::bad_request(format!("json patch {kind} operation has no from"))
+            })
         };
         match kind {
             "add" => add_at(doc, path, value()?, false)?,
@@ -268,7 +309,11 @@ pub fn json_patch(doc: &mut Value, ops: &Value) -> ApiResult<()> {
             }
             "test" => {
                 if doc.pointer(path) != Some(&value()?) {
-                    return Err(ApiError::new(422, "Invalid", format!("testing value {path} failed: test failed")));
+                    return Err(ApiError::new(
+                        422,
+                        "Invalid",
+                        format!("testing value {path} failed: test failed"),
+                    ));
                 }
             }
             other => return Err(ApiError::bad_request(format!("Unexpected kind: {other}"))),
@@ -320,9 +365,17 @@ fn walk_fields(schema: &Value, value: &Value, path: &mut FieldPath, out: &mut BT
             let keys: Vec<String> = schema::resolve(schema)
                 .get("x-kubernetes-list-map-keys")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
-            let set = schema::resolve(schema).get("x-kubernetes-list-type").and_then(Value::as_str) == Some("set");
+            let set = schema::resolve(schema)
+                .get("x-kubernetes-list-type")
+                .and_then(Value::as_str)
+                == Some("set");
             let item_schema = schema::element(schema).cloned().unwrap_or(Value::Null);
             if !keys.is_empty() && items.iter().all(Value::is_object) {
                 for it in items {
@@ -408,7 +461,10 @@ fn remove_path(value: &mut Value, path: &[String]) {
             m.remove(f);
         }
     } else if let Some(k) = last.strip_prefix("k:") {
-        if let (Ok(key), Some(a)) = (serde_json::from_str::<Map<String, Value>>(k), cur.as_array_mut()) {
+        if let (Ok(key), Some(a)) = (
+            serde_json::from_str::<Map<String, Value>>(k),
+            cur.as_array_mut(),
+        ) {
             a.retain(|it| !key.iter().all(|(kk, kv)| it.get(kk) == Some(kv)));
         }
     } else if let Some(v) = last.strip_prefix("v:")
@@ -462,10 +518,8 @@ pub fn from_fields_v1(v: &Value) -> BTreeSet<FieldPath> {
     fn walk(v: &Value, path: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
         let Some(m) = v.as_object() else { return };
         let children: Vec<(&String, &Value)> = m.iter().filter(|(k, _)| *k != ".").collect();
-        if children.is_empty() || m.contains_key(".") {
-            if !path.is_empty() {
-                out.insert(path.clone());
-            }
+        if (children.is_empty() || m.contains_key(".")) && !path.is_empty() {
+            out.insert(path.clone());
         }
         for (k, c) in children {
             path.push(k.clone());
@@ -495,11 +549,27 @@ fn read_managers(obj: &Value) -> Vec<Manager> {
         .map(|a| {
             a.iter()
                 .map(|e| Manager {
-                    manager: e.get("manager").and_then(Value::as_str).unwrap_or("").into(),
-                    operation: e.get("operation").and_then(Value::as_str).unwrap_or("Update").into(),
-                    api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").into(),
+                    manager: e
+                        .get("manager")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
+                    operation: e
+                        .get("operation")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Update")
+                        .into(),
+                    api_version: e
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or("v1")
+                        .into(),
                     time: e.get("time").and_then(Value::as_str).unwrap_or("").into(),
-                    subresource: e.get("subresource").and_then(Value::as_str).unwrap_or("").into(),
+                    subresource: e
+                        .get("subresource")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .into(),
                     fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
                 })
                 .collect()
@@ -567,7 +637,8 @@ pub fn track_update(
             .collect(),
     };
     for m in managers.iter_mut() {
-        m.fields.retain(|p| new_fields.contains(p) && !changed.contains(p));
+        m.fields
+            .retain(|p| new_fields.contains(p) && !changed.contains(p));
     }
     if !changed.is_empty() {
         match managers
@@ -613,7 +684,12 @@ fn apply_merge(schema: &Value, target: &mut Value, applied: &Value) {
             let keys: Vec<String> = schema::resolve(schema)
                 .get("x-kubernetes-list-map-keys")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default();
             if keys.is_empty() || !target.is_array() {
                 *target = applied.clone();
@@ -749,12 +825,16 @@ mod tests {
     #[test]
     fn json_patch_ops() {
         let mut d = json!({"a": {"b": [1, 2]}});
-        json_patch(&mut d, &json!([
-            {"op": "add", "path": "/a/b/-", "value": 3},
-            {"op": "replace", "path": "/a/b/0", "value": 0},
-            {"op": "remove", "path": "/a/b/1"},
-            {"op": "add", "path": "/a/c~1d", "value": "x"}
-        ])).expect("patch");
+        json_patch(
+            &mut d,
+            &json!([
+                {"op": "add", "path": "/a/b/-", "value": 3},
+                {"op": "replace", "path": "/a/b/0", "value": 0},
+                {"op": "remove", "path": "/a/b/1"},
+                {"op": "add", "path": "/a/c~1d", "value": "x"}
+            ]),
+        )
+        .expect("patch");
         assert_eq!(d, json!({"a": {"b": [0, 3], "c/d": "x"}}));
     }
 
@@ -764,7 +844,10 @@ mod tests {
         let schema = schema::definition("io.k8s.api.core.v1.ConfigMap").expect("cm");
         let set = field_set(schema, &cm);
         let v1 = to_fields_v1(&set);
-        assert_eq!(v1, json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}}));
+        assert_eq!(
+            v1,
+            json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}})
+        );
         assert_eq!(from_fields_v1(&v1), set);
     }
 
@@ -775,14 +858,21 @@ mod tests {
         let a1 = json!({"metadata": {"name": "c"}, "data": {"x": "1", "y": "2"}});
         let o1 = server_side_apply(schema, None, &a1, "m1", false, "v1", "t", who).expect("apply");
         let a2 = json!({"metadata": {"name": "c"}, "data": {"x": "1"}});
-        let o2 = server_side_apply(schema, Some(&o1), &a2, "m1", false, "v1", "t", who).expect("apply");
+        let o2 =
+            server_side_apply(schema, Some(&o1), &a2, "m1", false, "v1", "t", who).expect("apply");
         assert_eq!(o2["data"], json!({"x": "1"}));
         let a3 = json!({"metadata": {"name": "c"}, "data": {"x": "other"}});
         let err = server_side_apply(schema, Some(&o2), &a3, "m2", false, "v1", "t", who)
             .expect_err("conflict");
         assert_eq!(err.code, 409);
-        assert!(err.message.contains("conflict with \"m1\" using v1: .data.x"), "{}", err.message);
-        let forced = server_side_apply(schema, Some(&o2), &a3, "m2", true, "v1", "t", who).expect("force");
+        assert!(
+            err.message
+                .contains("conflict with \"m1\" using v1: .data.x"),
+            "{}",
+            err.message
+        );
+        let forced =
+            server_side_apply(schema, Some(&o2), &a3, "m2", true, "v1", "t", who).expect("force");
         assert_eq!(forced["data"]["x"], json!("other"));
     }
 }

@@ -62,7 +62,9 @@ const CRUD: &[&str] = &[
     "update",
     "watch",
 ];
-const CRUD_NO_COLLECTION: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const CRUD_NO_COLLECTION: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 const CREATE_ONLY: &[&str] = &["create"];
 
@@ -305,7 +307,9 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 
 /// Looks up a resource by group and kind (any version we serve).
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceDef> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 /// Resources of one group version.

@@ -115,10 +115,16 @@ fn definitions() -> BTreeMap<String, Value> {
                 ("generateName", string()),
                 ("generation", int64()),
                 ("labels", string_map()),
-                ("managedFields", array_of(&format!("{META}.ManagedFieldsEntry"))),
+                (
+                    "managedFields",
+                    array_of(&format!("{META}.ManagedFieldsEntry")),
+                ),
                 ("name", string()),
                 ("namespace", string()),
-                ("ownerReferences", keyed(&format!("{META}.OwnerReference"), "uid")),
+                (
+                    "ownerReferences",
+                    keyed(&format!("{META}.OwnerReference"), "uid"),
+                ),
                 ("resourceVersion", string()),
                 ("selfLink", string()),
                 ("uid", string()),
@@ -193,7 +199,11 @@ fn definitions() -> BTreeMap<String, Value> {
         format!("{META}.LabelSelectorRequirement"),
         obj(
             "A label selector requirement.",
-            vec![("key", string()), ("operator", string()), ("values", atomic_strings())],
+            vec![
+                ("key", string()),
+                ("operator", string()),
+                ("values", atomic_strings()),
+            ],
         ),
     );
     add(
@@ -209,7 +219,10 @@ fn definitions() -> BTreeMap<String, Value> {
             ("apiVersion", string()),
             ("dryRun", atomic_strings()),
             ("gracePeriodSeconds", int64()),
-            ("ignoreStoreReadErrorWithClusterBreakingPotential", boolean()),
+            (
+                "ignoreStoreReadErrorWithClusterBreakingPotential",
+                boolean(),
+            ),
             ("kind", string()),
             ("orphanDependents", boolean()),
             ("preconditions", r(&format!("{META}.Preconditions"))),
@@ -267,13 +280,19 @@ fn definitions() -> BTreeMap<String, Value> {
             "v1",
             "ConfigMap",
             vec![
-                ("binaryData", json!({"type": "object", "additionalProperties": {"type": "string", "format": "byte"}})),
+                (
+                    "binaryData",
+                    json!({"type": "object", "additionalProperties": {"type": "string", "format": "byte"}}),
+                ),
                 ("data", string_map()),
                 ("immutable", boolean()),
             ],
         ),
     );
-    add(format!("{CORE}.ConfigMapList"), list_kind("", "v1", "ConfigMapList", &format!("{CORE}.ConfigMap")));
+    add(
+        format!("{CORE}.ConfigMapList"),
+        list_kind("", "v1", "ConfigMapList", &format!("{CORE}.ConfigMap")),
+    );
     add(
         format!("{CORE}.Secret"),
         kind(
@@ -282,14 +301,20 @@ fn definitions() -> BTreeMap<String, Value> {
             "v1",
             "Secret",
             vec![
-                ("data", json!({"type": "object", "additionalProperties": {"type": "string", "format": "byte"}})),
+                (
+                    "data",
+                    json!({"type": "object", "additionalProperties": {"type": "string", "format": "byte"}}),
+                ),
                 ("immutable", boolean()),
                 ("stringData", string_map()),
                 ("type", string()),
             ],
         ),
     );
-    add(format!("{CORE}.SecretList"), list_kind("", "v1", "SecretList", &format!("{CORE}.Secret")));
+    add(
+        format!("{CORE}.SecretList"),
+        list_kind("", "v1", "SecretList", &format!("{CORE}.Secret")),
+    );
     add(
         format!("{CORE}.Namespace"),
         kind(
@@ -305,23 +330,32 @@ fn definitions() -> BTreeMap<String, Value> {
     );
     add(
         format!("{CORE}.NamespaceSpec"),
-        obj("NamespaceSpec describes the attributes on a Namespace.", vec![("finalizers", atomic_strings())]),
+        obj(
+            "NamespaceSpec describes the attributes on a Namespace.",
+            vec![("finalizers", atomic_strings())],
+        ),
     );
     add(
         format!("{CORE}.NamespaceStatus"),
         obj(
             "NamespaceStatus is information about the current status of a Namespace.",
-            vec![("conditions", {
-                let mut a = json!({"type": "array", "items": free()});
-                a["x-kubernetes-list-type"] = json!("map");
-                a["x-kubernetes-list-map-keys"] = json!(["type"]);
-                a["x-kubernetes-patch-merge-key"] = json!("type");
-                a["x-kubernetes-patch-strategy"] = json!("merge");
-                a
-            }), ("phase", string())],
+            vec![
+                ("conditions", {
+                    let mut a = json!({"type": "array", "items": free()});
+                    a["x-kubernetes-list-type"] = json!("map");
+                    a["x-kubernetes-list-map-keys"] = json!(["type"]);
+                    a["x-kubernetes-patch-merge-key"] = json!("type");
+                    a["x-kubernetes-patch-strategy"] = json!("merge");
+                    a
+                }),
+                ("phase", string()),
+            ],
         ),
     );
-    add(format!("{CORE}.NamespaceList"), list_kind("", "v1", "NamespaceList", &format!("{CORE}.Namespace")));
+    add(
+        format!("{CORE}.NamespaceList"),
+        list_kind("", "v1", "NamespaceList", &format!("{CORE}.Namespace")),
+    );
     add(
         format!("{CORE}.Service"),
         kind(
@@ -372,7 +406,10 @@ fn definitions() -> BTreeMap<String, Value> {
                 ("nodePort", int32()),
                 ("port", int32()),
                 ("protocol", string()),
-                ("targetPort", r("io.k8s.apimachinery.pkg.util.intstr.IntOrString")),
+                (
+                    "targetPort",
+                    r("io.k8s.apimachinery.pkg.util.intstr.IntOrString"),
+                ),
             ],
         ),
     );
@@ -380,10 +417,16 @@ fn definitions() -> BTreeMap<String, Value> {
         format!("{CORE}.ServiceStatus"),
         obj(
             "ServiceStatus represents the current status of a service.",
-            vec![("conditions", json!({"type": "array", "items": free()})), ("loadBalancer", free())],
+            vec![
+                ("conditions", json!({"type": "array", "items": free()})),
+                ("loadBalancer", free()),
+            ],
         ),
     );
-    add(format!("{CORE}.ServiceList"), list_kind("", "v1", "ServiceList", &format!("{CORE}.Service")));
+    add(
+        format!("{CORE}.ServiceList"),
+        list_kind("", "v1", "ServiceList", &format!("{CORE}.Service")),
+    );
     add(
         format!("{CORE}.Pod"),
         kind(
@@ -408,11 +451,20 @@ fn definitions() -> BTreeMap<String, Value> {
                 ("containers", keyed(&format!("{CORE}.Container"), "name")),
                 ("dnsPolicy", string()),
                 ("enableServiceLinks", boolean()),
-                ("ephemeralContainers", keyed(&format!("{CORE}.Container"), "name")),
+                (
+                    "ephemeralContainers",
+                    keyed(&format!("{CORE}.Container"), "name"),
+                ),
                 ("hostNetwork", boolean()),
                 ("hostname", string()),
-                ("imagePullSecrets", keyed(&format!("{CORE}.LocalObjectReference"), "name")),
-                ("initContainers", keyed(&format!("{CORE}.Container"), "name")),
+                (
+                    "imagePullSecrets",
+                    keyed(&format!("{CORE}.LocalObjectReference"), "name"),
+                ),
+                (
+                    "initContainers",
+                    keyed(&format!("{CORE}.Container"), "name"),
+                ),
                 ("nodeName", string()),
                 ("nodeSelector", string_map()),
                 ("preemptionPolicy", string()),
@@ -425,19 +477,25 @@ fn definitions() -> BTreeMap<String, Value> {
                 ("serviceAccountName", string()),
                 ("subdomain", string()),
                 ("terminationGracePeriodSeconds", int64()),
-                ("tolerations", json!({"type": "array", "items": free(), "x-kubernetes-list-type": "atomic"})),
+                (
+                    "tolerations",
+                    json!({"type": "array", "items": free(), "x-kubernetes-list-type": "atomic"}),
+                ),
                 ("volumes", keyed(&format!("{CORE}.Volume"), "name")),
             ],
         ),
     );
     add(
         format!("{CORE}.LocalObjectReference"),
-        obj("LocalObjectReference contains enough information to let you locate the referenced object inside the same namespace.", vec![("name", string())]),
+        obj(
+            "LocalObjectReference contains enough information to let you locate the referenced object inside the same namespace.",
+            vec![("name", string())],
+        ),
     );
-    add(
-        format!("{CORE}.Volume"),
-        {
-            let mut v = obj("Volume represents a named volume in a pod.", vec![
+    add(format!("{CORE}.Volume"), {
+        let mut v = obj(
+            "Volume represents a named volume in a pod.",
+            vec![
                 ("configMap", free()),
                 ("emptyDir", free()),
                 ("hostPath", free()),
@@ -445,49 +503,52 @@ fn definitions() -> BTreeMap<String, Value> {
                 ("persistentVolumeClaim", free()),
                 ("projected", free()),
                 ("secret", free()),
-            ]);
-            v["required"] = json!(["name"]);
-            v
-        },
-    );
-    add(
-        format!("{CORE}.Container"),
-        {
-            let mut c = obj(
-                "A single application container that you want to run within a pod.",
-                vec![
-                    ("args", atomic_strings()),
-                    ("command", atomic_strings()),
-                    ("env", keyed(&format!("{CORE}.EnvVar"), "name")),
-                    ("envFrom", json!({"type": "array", "items": free(), "x-kubernetes-list-type": "atomic"})),
-                    ("image", string()),
-                    ("imagePullPolicy", string()),
-                    ("lifecycle", free()),
-                    ("livenessProbe", free()),
-                    ("name", string()),
-                    ("ports", {
-                        let mut k = keyed(&format!("{CORE}.ContainerPort"), "containerPort");
-                        k["x-kubernetes-list-map-keys"] = json!(["containerPort", "protocol"]);
-                        k
-                    }),
-                    ("readinessProbe", free()),
-                    ("resources", r(&format!("{CORE}.ResourceRequirements"))),
-                    ("securityContext", free()),
-                    ("startupProbe", free()),
-                    ("stdin", boolean()),
-                    ("stdinOnce", boolean()),
-                    ("targetContainerName", string()),
-                    ("terminationMessagePath", string()),
-                    ("terminationMessagePolicy", string()),
-                    ("tty", boolean()),
-                    ("volumeMounts", keyed(&format!("{CORE}.VolumeMount"), "mountPath")),
-                    ("workingDir", string()),
-                ],
-            );
-            c["required"] = json!(["name"]);
-            c
-        },
-    );
+            ],
+        );
+        v["required"] = json!(["name"]);
+        v
+    });
+    add(format!("{CORE}.Container"), {
+        let mut c = obj(
+            "A single application container that you want to run within a pod.",
+            vec![
+                ("args", atomic_strings()),
+                ("command", atomic_strings()),
+                ("env", keyed(&format!("{CORE}.EnvVar"), "name")),
+                (
+                    "envFrom",
+                    json!({"type": "array", "items": free(), "x-kubernetes-list-type": "atomic"}),
+                ),
+                ("image", string()),
+                ("imagePullPolicy", string()),
+                ("lifecycle", free()),
+                ("livenessProbe", free()),
+                ("name", string()),
+                ("ports", {
+                    let mut k = keyed(&format!("{CORE}.ContainerPort"), "containerPort");
+                    k["x-kubernetes-list-map-keys"] = json!(["containerPort", "protocol"]);
+                    k
+                }),
+                ("readinessProbe", free()),
+                ("resources", r(&format!("{CORE}.ResourceRequirements"))),
+                ("securityContext", free()),
+                ("startupProbe", free()),
+                ("stdin", boolean()),
+                ("stdinOnce", boolean()),
+                ("targetContainerName", string()),
+                ("terminationMessagePath", string()),
+                ("terminationMessagePolicy", string()),
+                ("tty", boolean()),
+                (
+                    "volumeMounts",
+                    keyed(&format!("{CORE}.VolumeMount"), "mountPath"),
+                ),
+                ("workingDir", string()),
+            ],
+        );
+        c["required"] = json!(["name"]);
+        c
+    });
     add(
         format!("{CORE}.ContainerPort"),
         obj(
@@ -505,7 +566,11 @@ fn definitions() -> BTreeMap<String, Value> {
         format!("{CORE}.EnvVar"),
         obj(
             "EnvVar represents an environment variable present in a Container.",
-            vec![("name", string()), ("value", string()), ("valueFrom", free())],
+            vec![
+                ("name", string()),
+                ("value", string()),
+                ("valueFrom", free()),
+            ],
         ),
     );
     add(
@@ -525,8 +590,14 @@ fn definitions() -> BTreeMap<String, Value> {
         obj(
             "ResourceRequirements describes the compute resource requirements.",
             vec![
-                ("limits", json!({"type": "object", "additionalProperties": r("io.k8s.apimachinery.pkg.api.resource.Quantity")})),
-                ("requests", json!({"type": "object", "additionalProperties": r("io.k8s.apimachinery.pkg.api.resource.Quantity")})),
+                (
+                    "limits",
+                    json!({"type": "object", "additionalProperties": r("io.k8s.apimachinery.pkg.api.resource.Quantity")}),
+                ),
+                (
+                    "requests",
+                    json!({"type": "object", "additionalProperties": r("io.k8s.apimachinery.pkg.api.resource.Quantity")}),
+                ),
             ],
         ),
     );
@@ -535,8 +606,14 @@ fn definitions() -> BTreeMap<String, Value> {
         obj(
             "PodStatus represents information about the status of a pod.",
             vec![
-                ("conditions", json!({"type": "array", "items": free(), "x-kubernetes-patch-merge-key": "type", "x-kubernetes-patch-strategy": "merge", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})),
-                ("containerStatuses", json!({"type": "array", "items": free(), "x-kubernetes-list-type": "atomic"})),
+                (
+                    "conditions",
+                    json!({"type": "array", "items": free(), "x-kubernetes-patch-merge-key": "type", "x-kubernetes-patch-strategy": "merge", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+                ),
+                (
+                    "containerStatuses",
+                    json!({"type": "array", "items": free(), "x-kubernetes-list-type": "atomic"}),
+                ),
                 ("hostIP", string()),
                 ("hostIPs", json!({"type": "array", "items": free()})),
                 ("message", string()),
@@ -549,7 +626,10 @@ fn definitions() -> BTreeMap<String, Value> {
             ],
         ),
     );
-    add(format!("{CORE}.PodList"), list_kind("", "v1", "PodList", &format!("{CORE}.Pod")));
+    add(
+        format!("{CORE}.PodList"),
+        list_kind("", "v1", "PodList", &format!("{CORE}.Pod")),
+    );
     add(
         format!("{CORE}.PodTemplateSpec"),
         obj(
@@ -577,7 +657,10 @@ fn definitions() -> BTreeMap<String, Value> {
     );
     add(
         format!("{CORE}.EventSource"),
-        obj("EventSource contains information for an event.", vec![("component", string()), ("host", string())]),
+        obj(
+            "EventSource contains information for an event.",
+            vec![("component", string()), ("host", string())],
+        ),
     );
     add(
         format!("{CORE}.Event"),
@@ -604,7 +687,10 @@ fn definitions() -> BTreeMap<String, Value> {
             ],
         ),
     );
-    add(format!("{CORE}.EventList"), list_kind("", "v1", "EventList", &format!("{CORE}.Event")));
+    add(
+        format!("{CORE}.EventList"),
+        list_kind("", "v1", "EventList", &format!("{CORE}.Event")),
+    );
     // --- apps ---
     add(
         format!("{APPS}.Deployment"),
@@ -642,7 +728,10 @@ fn definitions() -> BTreeMap<String, Value> {
             vec![
                 ("availableReplicas", int32()),
                 ("collisionCount", int32()),
-                ("conditions", json!({"type": "array", "items": free(), "x-kubernetes-patch-merge-key": "type", "x-kubernetes-patch-strategy": "merge", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})),
+                (
+                    "conditions",
+                    json!({"type": "array", "items": free(), "x-kubernetes-patch-merge-key": "type", "x-kubernetes-patch-strategy": "merge", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}),
+                ),
                 ("observedGeneration", int64()),
                 ("readyReplicas", int32()),
                 ("replicas", int32()),
@@ -652,14 +741,25 @@ fn definitions() -> BTreeMap<String, Value> {
             ],
         ),
     );
-    add(format!("{APPS}.DeploymentList"), list_kind("apps", "v1", "DeploymentList", &format!("{APPS}.Deployment")));
+    add(
+        format!("{APPS}.DeploymentList"),
+        list_kind(
+            "apps",
+            "v1",
+            "DeploymentList",
+            &format!("{APPS}.Deployment"),
+        ),
+    );
     // --- authentication / authorization ---
     add(
         format!("{AUTHN}.UserInfo"),
         obj(
             "UserInfo holds the information about the user needed to implement the user.Info interface.",
             vec![
-                ("extra", json!({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string", "default": ""}}})),
+                (
+                    "extra",
+                    json!({"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string", "default": ""}}}),
+                ),
                 ("groups", atomic_strings()),
                 ("uid", string()),
                 ("username", string()),
@@ -674,13 +774,25 @@ fn definitions() -> BTreeMap<String, Value> {
             "v1",
             "TokenReview",
             vec![
-                ("spec", obj("TokenReviewSpec is a description of the token authentication request.", vec![("audiences", atomic_strings()), ("token", string())])),
-                ("status", obj("TokenReviewStatus is the result of the token authentication request.", vec![
-                    ("audiences", atomic_strings()),
-                    ("authenticated", boolean()),
-                    ("error", string()),
-                    ("user", r(&format!("{AUTHN}.UserInfo"))),
-                ])),
+                (
+                    "spec",
+                    obj(
+                        "TokenReviewSpec is a description of the token authentication request.",
+                        vec![("audiences", atomic_strings()), ("token", string())],
+                    ),
+                ),
+                (
+                    "status",
+                    obj(
+                        "TokenReviewStatus is the result of the token authentication request.",
+                        vec![
+                            ("audiences", atomic_strings()),
+                            ("authenticated", boolean()),
+                            ("error", string()),
+                            ("user", r(&format!("{AUTHN}.UserInfo"))),
+                        ],
+                    ),
+                ),
             ],
         ),
     );
@@ -691,7 +803,13 @@ fn definitions() -> BTreeMap<String, Value> {
             "authentication.k8s.io",
             "v1",
             "SelfSubjectReview",
-            vec![("status", obj("SelfSubjectReviewStatus is filled by the kube-apiserver and sent back to a user.", vec![("userInfo", r(&format!("{AUTHN}.UserInfo")))]))],
+            vec![(
+                "status",
+                obj(
+                    "SelfSubjectReviewStatus is filled by the kube-apiserver and sent back to a user.",
+                    vec![("userInfo", r(&format!("{AUTHN}.UserInfo")))],
+                ),
+            )],
         ),
     );
     add(
@@ -702,16 +820,28 @@ fn definitions() -> BTreeMap<String, Value> {
             "v1",
             "SelfSubjectAccessReview",
             vec![
-                ("spec", obj("SelfSubjectAccessReviewSpec is a description of the access request.", vec![
-                    ("nonResourceAttributes", free()),
-                    ("resourceAttributes", free()),
-                ])),
-                ("status", obj("SubjectAccessReviewStatus", vec![
-                    ("allowed", boolean()),
-                    ("denied", boolean()),
-                    ("evaluationError", string()),
-                    ("reason", string()),
-                ])),
+                (
+                    "spec",
+                    obj(
+                        "SelfSubjectAccessReviewSpec is a description of the access request.",
+                        vec![
+                            ("nonResourceAttributes", free()),
+                            ("resourceAttributes", free()),
+                        ],
+                    ),
+                ),
+                (
+                    "status",
+                    obj(
+                        "SubjectAccessReviewStatus",
+                        vec![
+                            ("allowed", boolean()),
+                            ("denied", boolean()),
+                            ("evaluationError", string()),
+                            ("reason", string()),
+                        ],
+                    ),
+                ),
             ],
         ),
     );
@@ -770,22 +900,19 @@ pub fn merge_key(schema: &Value) -> Option<&str> {
     let s = resolve(schema);
     let strategy = s.get("x-kubernetes-patch-strategy").and_then(Value::as_str);
     if strategy.is_some_and(|st| st.contains("merge")) {
-        s.get("x-kubernetes-patch-merge-key").and_then(Value::as_str)
+        s.get("x-kubernetes-patch-merge-key")
+            .and_then(Value::as_str)
     } else {
         None
     }
 }
 
-/// The server-side-apply key of a list schema: the first `x-kubernetes-list-map-keys` entry.
-pub fn list_map_key(schema: &Value) -> Option<&str> {
-    let s = resolve(schema);
-    s.get("x-kubernetes-list-map-keys")?.get(0)?.as_str()
-}
-
 /// Whether a schema accepts any fields (free-form or preserve-unknown).
 fn is_free(schema: &Value) -> bool {
     let s = resolve(schema);
-    s.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    s.get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
         || (s.get("type").and_then(Value::as_str) == Some("object")
             && s.get("properties").is_none()
             && s.get("additionalProperties").is_none())
@@ -793,46 +920,9 @@ fn is_free(schema: &Value) -> bool {
 
 /// Unknown-field paths of `value` against `schema`, in the apiserver's strict-decoding
 /// notation (`spec.template.spec.containers[0].foo`).
+#[cfg(test)]
 pub fn unknown_fields(schema: &Value, value: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    walk_unknown(schema, value, "", &mut out);
-    out
-}
-
-fn walk_unknown(schema: &Value, value: &Value, path: &str, out: &mut Vec<String>) {
-    if is_free(schema) {
-        return;
-    }
-    let s = resolve(schema);
-    match value {
-        Value::Object(map) => {
-            if let Some(props) = s.get("properties").and_then(Value::as_object) {
-                for (k, v) in map {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    match props.get(k) {
-                        Some(sub) => walk_unknown(sub, v, &p, out),
-                        None => out.push(p),
-                    }
-                }
-            } else if let Some(ap) = s.get("additionalProperties") {
-                for (k, v) in map {
-                    walk_unknown(ap, v, &format!("{path}[{k}]"), out);
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(it) = s.get("items") {
-                for (i, v) in items.iter().enumerate() {
-                    walk_unknown(it, v, &format!("{path}[{i}]"), out);
-                }
-            }
-        }
-        _ => {}
-    }
+    prune_unknown(schema, &mut value.clone())
 }
 
 /// Removes unknown fields from `value` in place (as decoding does) and returns their paths.
@@ -935,7 +1025,10 @@ mod tests {
             "spec": {"bogus": 1, "template": {"spec": {"containers": [{"name": "c", "imagee": "x"}]}}}});
         assert_eq!(
             unknown_fields(d, &v),
-            vec!["spec.bogus".to_string(), "spec.template.spec.containers[0].imagee".to_string()]
+            vec![
+                "spec.bogus".to_string(),
+                "spec.template.spec.containers[0].imagee".to_string()
+            ]
         );
     }
 

@@ -15,7 +15,10 @@ pub struct ApiError {
 /// Names the object an error is about, the way the apiserver fills `details`
 /// (`kind` is the plural resource name, `group` is omitted for the core group).
 fn details(group: &str, resource: &str, name: &str) -> Value {
-    let mut d = json!({ "name": name, "kind": resource });
+    let mut d = json!({ "kind": resource });
+    if !name.is_empty() {
+        d["name"] = json!(name);
+    }
     if !group.is_empty() {
         d["group"] = json!(group);
     }
@@ -189,7 +192,9 @@ impl ApiError {
         ApiError::new(
             406,
             "NotAcceptable",
-            format!("only the following media types are accepted: application/json, application/yaml (requested {accept})"),
+            format!(
+                "only the following media types are accepted: application/json, application/yaml (requested {accept})"
+            ),
         )
     }
 
@@ -197,7 +202,9 @@ impl ApiError {
         ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"
+            ),
         )
     }
 

@@ -69,15 +69,17 @@ fn key(r: &'static ResourceDef, ns: &str, name: &str) -> Key {
     (
         r.group,
         r.plural,
-        if r.namespaced { ns.to_string() } else { String::new() },
+        if r.namespaced {
+            ns.to_string()
+        } else {
+            String::new()
+        },
         name.to_string(),
     )
 }
 
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Kinds whose spec changes bump `metadata.generation`.
@@ -199,7 +201,10 @@ impl Store {
                     }
                 }
                 if has_generation(r) {
-                    let g = cur_meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+                    let g = cur_meta
+                        .get("generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1);
                     meta.insert(
                         "generation".into(),
                         json!(if spec_changed { g + 1 } else { g }),
@@ -207,7 +212,10 @@ impl Store {
                 }
                 meta.insert(
                     "resourceVersion".into(),
-                    cur_meta.get("resourceVersion").cloned().unwrap_or(json!("")),
+                    cur_meta
+                        .get("resourceVersion")
+                        .cloned()
+                        .unwrap_or(json!("")),
                 );
                 // A no-op write keeps the resourceVersion and sends no event, as the
                 // apiserver does.
@@ -272,7 +280,11 @@ impl Store {
         let ev = Arc::new(Event {
             rv: inner.rv,
             resource: r,
-            namespace: if r.namespaced { ns.to_string() } else { String::new() },
+            namespace: if r.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
             kind,
             object,
         });
@@ -287,10 +299,7 @@ impl Store {
     /// Starts following changes after `since`: the replayed backlog and a live receiver,
     /// taken under one lock so no event falls between them. `Err` means `since` is older
     /// than the history (410 Gone).
-    pub fn subscribe(
-        &self,
-        since: u64,
-    ) -> ApiResult<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>)> {
+    pub fn subscribe(&self, since: u64) -> ApiResult<Subscription> {
         let inner = self.inner.lock();
         if let Some(oldest) = inner.history.front()
             && since + 1 < oldest.rv
@@ -311,6 +320,9 @@ impl Store {
         Ok((backlog, self.tx.subscribe()))
     }
 }
+
+/// A watch's replayed backlog and its live receiver.
+pub type Subscription = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
 
 /// `None` when a write changed nothing.
 pub type EventTypeOrNone = Option<EventType>;

@@ -127,14 +127,56 @@ pub fn columns(r: &ResourceDef) -> Vec<Value> {
     match r.kind {
         "Pod" => vec![
             name_col(),
-            col("Ready", "string", "", "The aggregate readiness state of this pod for accepting traffic.", 0),
-            col("Status", "string", "", "The aggregate status of the containers in this pod.", 0),
-            col("Restarts", "string", "", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
+            col(
+                "Ready",
+                "string",
+                "",
+                "The aggregate readiness state of this pod for accepting traffic.",
+                0,
+            ),
+            col(
+                "Status",
+                "string",
+                "",
+                "The aggregate status of the containers in this pod.",
+                0,
+            ),
+            col(
+                "Restarts",
+                "string",
+                "",
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+                0,
+            ),
             age_col(),
-            col("IP", "string", "", "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.", 1),
-            col("Node", "string", "", "NodeName is a request to schedule this pod onto a specific node.", 1),
-            col("Nominated Node", "string", "", "nominatedNodeName is set when this pod preempts other pods on the node.", 1),
-            col("Readiness Gates", "string", "", "If specified, all readiness gates will be evaluated for pod readiness.", 1),
+            col(
+                "IP",
+                "string",
+                "",
+                "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+                1,
+            ),
+            col(
+                "Node",
+                "string",
+                "",
+                "NodeName is a request to schedule this pod onto a specific node.",
+                1,
+            ),
+            col(
+                "Nominated Node",
+                "string",
+                "",
+                "nominatedNodeName is set when this pod preempts other pods on the node.",
+                1,
+            ),
+            col(
+                "Readiness Gates",
+                "string",
+                "",
+                "If specified, all readiness gates will be evaluated for pod readiness.",
+                1,
+            ),
         ],
         "Namespace" => vec![
             name_col(),
@@ -143,40 +185,148 @@ pub fn columns(r: &ResourceDef) -> Vec<Value> {
         ],
         "ConfigMap" => vec![
             name_col(),
-            col("Data", "integer", "", "Data contains the configuration data.", 0),
+            col(
+                "Data",
+                "integer",
+                "",
+                "Data contains the configuration data.",
+                0,
+            ),
             age_col(),
         ],
         "Secret" => vec![
             name_col(),
-            col("Type", "string", "", "Used to facilitate programmatic handling of secret data.", 0),
+            col(
+                "Type",
+                "string",
+                "",
+                "Used to facilitate programmatic handling of secret data.",
+                0,
+            ),
             col("Data", "integer", "", "Data contains the secret data.", 0),
             age_col(),
         ],
         "Service" => vec![
             name_col(),
-            col("Type", "string", "", "type determines how the Service is exposed.", 0),
-            col("Cluster-IP", "string", "", "clusterIP is the IP address of the service and is usually assigned randomly.", 0),
-            col("External-IP", "string", "", "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.", 0),
-            col("Port(s)", "string", "", "The list of ports that are exposed by this service.", 0),
+            col(
+                "Type",
+                "string",
+                "",
+                "type determines how the Service is exposed.",
+                0,
+            ),
+            col(
+                "Cluster-IP",
+                "string",
+                "",
+                "clusterIP is the IP address of the service and is usually assigned randomly.",
+                0,
+            ),
+            col(
+                "External-IP",
+                "string",
+                "",
+                "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+                0,
+            ),
+            col(
+                "Port(s)",
+                "string",
+                "",
+                "The list of ports that are exposed by this service.",
+                0,
+            ),
             age_col(),
-            col("Selector", "string", "", "Route service traffic to pods with label keys and values matching this selector.", 1),
+            col(
+                "Selector",
+                "string",
+                "",
+                "Route service traffic to pods with label keys and values matching this selector.",
+                1,
+            ),
         ],
         "Deployment" => vec![
             name_col(),
-            col("Ready", "string", "", "Number of the pod with ready state", 0),
-            col("Up-to-date", "integer", "", "Total number of non-terminated pods targeted by this deployment that have the desired template spec.", 0),
-            col("Available", "integer", "", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.", 0),
+            col(
+                "Ready",
+                "string",
+                "",
+                "Number of the pod with ready state",
+                0,
+            ),
+            col(
+                "Up-to-date",
+                "integer",
+                "",
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                0,
+            ),
+            col(
+                "Available",
+                "integer",
+                "",
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                0,
+            ),
             age_col(),
-            col("Containers", "string", "", "Names of each container in the template.", 1),
-            col("Images", "string", "", "Images referenced by each container in the template.", 1),
-            col("Selector", "string", "", "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.", 1),
+            col(
+                "Containers",
+                "string",
+                "",
+                "Names of each container in the template.",
+                1,
+            ),
+            col(
+                "Images",
+                "string",
+                "",
+                "Images referenced by each container in the template.",
+                1,
+            ),
+            col(
+                "Selector",
+                "string",
+                "",
+                "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+                1,
+            ),
         ],
         "Event" => vec![
-            col("Last Seen", "string", "", "The time at which the most recent occurrence of this event was recorded.", 0),
-            col("Type", "string", "", "Type of this event (Normal, Warning), new types could be added in the future.", 0),
-            col("Reason", "string", "", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.", 0),
-            col("Object", "string", "", "The object that this event is about.", 0),
-            col("Message", "string", "", "A human-readable description of the status of this operation.", 0),
+            col(
+                "Last Seen",
+                "string",
+                "",
+                "The time at which the most recent occurrence of this event was recorded.",
+                0,
+            ),
+            col(
+                "Type",
+                "string",
+                "",
+                "Type of this event (Normal, Warning), new types could be added in the future.",
+                0,
+            ),
+            col(
+                "Reason",
+                "string",
+                "",
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+                0,
+            ),
+            col(
+                "Object",
+                "string",
+                "",
+                "The object that this event is about.",
+                0,
+            ),
+            col(
+                "Message",
+                "string",
+                "",
+                "A human-readable description of the status of this operation.",
+                0,
+            ),
         ],
         _ => vec![name_col(), age_col()],
     }
@@ -226,7 +376,11 @@ fn pod_cells(o: &Value) -> Vec<Value> {
     vec![
         json!(s(o, "/metadata/name")),
         json!(format!("{ready}/{total}")),
-        json!(if status.is_empty() { "Pending".to_string() } else { status }),
+        json!(if status.is_empty() {
+            "Pending".to_string()
+        } else {
+            status
+        }),
         json!(restarts),
         json!(age(o.pointer("/metadata/creationTimestamp"))),
         json!(or_none(s(o, "/status/podIP").to_string())),
@@ -239,10 +393,7 @@ fn pod_cells(o: &Value) -> Vec<Value> {
 fn service_cells(o: &Value) -> Vec<Value> {
     let ty = s(o, "/spec/type");
     let ty = if ty.is_empty() { "ClusterIP" } else { ty };
-    let external = match (
-        ty,
-        o.pointer("/spec/externalIPs").and_then(Value::as_array),
-    ) {
+    let external = match (ty, o.pointer("/spec/externalIPs").and_then(Value::as_array)) {
         (_, Some(ips)) if !ips.is_empty() => ips
             .iter()
             .filter_map(Value::as_str)
@@ -260,7 +411,11 @@ fn service_cells(o: &Value) -> Vec<Value> {
                         .collect()
                 })
                 .unwrap_or_default();
-            if ing.is_empty() { "<pending>".into() } else { ing.join(",") }
+            if ing.is_empty() {
+                "<pending>".into()
+            } else {
+                ing.join(",")
+            }
         }
         ("ExternalName", _) => s(o, "/spec/externalName").to_string(),
         _ => "<none>".into(),
@@ -286,7 +441,11 @@ fn service_cells(o: &Value) -> Vec<Value> {
         json!(ty),
         json!(or_none(s(o, "/spec/clusterIP").to_string())),
         json!(external),
-        json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") }),
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        }),
         json!(age(o.pointer("/metadata/creationTimestamp"))),
         json!(selector_string(o.pointer("/spec/selector"))),
     ]
@@ -303,7 +462,11 @@ fn deployment_cells(o: &Value) -> Vec<Value> {
     let images: Vec<&str> = containers.iter().map(|c| s(c, "/image")).collect();
     vec![
         json!(s(o, "/metadata/name")),
-        json!(format!("{}/{}", n("/status/readyReplicas"), n("/spec/replicas"))),
+        json!(format!(
+            "{}/{}",
+            n("/status/readyReplicas"),
+            n("/spec/replicas")
+        )),
         json!(n("/status/updatedReplicas")),
         json!(n("/status/availableReplicas")),
         json!(age(o.pointer("/metadata/creationTimestamp"))),

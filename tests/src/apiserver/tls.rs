@@ -85,10 +85,11 @@ impl TestCa {
         roots
             .add(CertificateDer::from(self.cert.der().to_vec()))
             .context("adding the test CA to the client-cert roots")?;
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .context("building the client certificate verifier")?;
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .context("building the client certificate verifier")?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("choosing TLS versions")?

@@ -119,7 +119,9 @@ mod tests {
         assert_eq!(id.username, "oidc:a@b.c");
         assert_eq!(id.groups, vec!["idp:dev", "idp:ops"]);
         assert_eq!(id.uid, "123");
-        let id = mapping().identity(&claims(json!({"sub": "1", "email": "a@b.c", "roles": "solo"})))?;
+        let id = mapping().identity(&claims(
+            json!({"sub": "1", "email": "a@b.c", "roles": "solo"}),
+        ))?;
         assert_eq!(id.groups, vec!["idp:solo"]);
         Ok(())
     }
@@ -129,11 +131,20 @@ mod tests {
         for (bad, want) in [
             (json!({"sub": "1"}), "token has no \"email\" claim"),
             (json!({"sub": "1", "email": 5}), "is not a non-empty string"),
-            (json!({"sub": "1", "email": "a@b", "email_verified": false}), "email is not verified"),
-            (json!({"sub": "1", "email": "a@b", "roles": [1]}), "not a list of strings"),
+            (
+                json!({"sub": "1", "email": "a@b", "email_verified": false}),
+                "email is not verified",
+            ),
+            (
+                json!({"sub": "1", "email": "a@b", "roles": [1]}),
+                "not a list of strings",
+            ),
             (json!({"email": "a@b"}), "no string \"sub\" claim"),
         ] {
-            let err = mapping().identity(&claims(bad)).err().map(|e| e.to_string());
+            let err = mapping()
+                .identity(&claims(bad))
+                .err()
+                .map(|e| e.to_string());
             assert!(err.as_deref().is_some_and(|e| e.contains(want)), "{err:?}");
         }
     }

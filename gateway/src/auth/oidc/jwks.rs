@@ -108,7 +108,11 @@ impl Jwks {
 
     /// Fetches the keys again because a token names `kid`, which `seen` does not have; at most
     /// once per `min_refetch`. Returns the newest keys either way.
-    pub async fn refetch_for(&self, kid: &str, seen: &Arc<KeySet>) -> Result<Arc<KeySet>, AuthError> {
+    pub async fn refetch_for(
+        &self,
+        kid: &str,
+        seen: &Arc<KeySet>,
+    ) -> Result<Arc<KeySet>, AuthError> {
         let mut last_fetch = self.fetching.lock().await;
         if let Some(set) = self.current.lock().clone()
             && (!Arc::ptr_eq(&set, seen) || set.has_kid(kid))
@@ -186,7 +190,11 @@ impl Jwks {
 
 /// A signing key from one JWKS entry; `Ok(None)` for keys that are not for signatures.
 fn parse_key(value: serde_json::Value) -> Result<Option<KeyEntry>, String> {
-    if value.get("use").and_then(|u| u.as_str()).is_some_and(|u| u != "sig") {
+    if value
+        .get("use")
+        .and_then(|u| u.as_str())
+        .is_some_and(|u| u != "sig")
+    {
         return Ok(None);
     }
     // Symmetric keys never verify caller tokens: the issuer's clients would share the secret.

@@ -76,11 +76,8 @@ impl OidcVerifier {
                     path: path.clone(),
                     source,
                 })?;
-                crate::upstream::tls::root_store(
-                    &pem,
-                    &format!("OIDC CA file {}", path.display()),
-                )
-                .map_err(|e| AuthError::Config(e.to_string()))?
+                crate::upstream::tls::root_store(&pem, &format!("OIDC CA file {}", path.display()))
+                    .map_err(|e| AuthError::Config(e.to_string()))?
             }
             None => rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
