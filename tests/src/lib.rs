@@ -3,4 +3,7 @@
 //! ([`kubectl`]). Never shipped.
 
 pub mod apiserver;
+pub mod binaries;
+pub mod gateway_proc;
 pub mod kubectl;
+pub mod oidc;

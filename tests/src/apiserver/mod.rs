@@ -18,7 +18,7 @@ mod seed;
 mod status;
 mod store;
 mod table;
-mod tls;
+pub mod tls;
 mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
