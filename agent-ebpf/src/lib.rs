@@ -1,3 +1,4 @@
-//! eBPF programs (cgroup connect4/6, sock_ops, tracepoints) that flag API-server connections
-//! which bypass the gateway. Built for `bpfel-unknown-none` by `agent/build.rs`, never for the host.
+//! eBPF programs (cgroup connect4/6, sock_ops) that flag API-server connections which bypass
+//! the gateway. The programs live in the `gatehouse-agent-ebpf` binary, built for
+//! `bpfel-unknown-none` by `agent/build.rs`; on the host this library is empty.
 #![no_std]

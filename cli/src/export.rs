@@ -107,6 +107,37 @@ pub fn event_json(e: &Event) -> Value {
             "alert",
             json!({ "node": a.node, "pod": a.pod_name, "namespace": a.pod_namespace, "comm": a.comm, "count": a.count }),
         ),
+        Some(Payload::StreamOpened(o)) => (
+            "stream_opened",
+            json!({
+                "request_event_id": o.request_event_id, "kind": o.kind, "transport": o.transport,
+                "protocol": o.protocol, "command": o.command, "container": o.container,
+                "tty": o.tty, "stdin": o.stdin, "namespace": o.namespace, "pod": o.pod,
+                "ports": o.ports, "port_payload_capture": o.port_payload_capture,
+            }),
+        ),
+        Some(Payload::StreamFrame(f)) => ("stream_frame", stream_frame_json(f)),
+        Some(Payload::StreamEnded(x)) => (
+            "stream_ended",
+            json!({
+                "request_event_id": x.request_event_id, "offset_nanos": x.offset_nanos,
+                "exit_code": x.exit_code, "status_message": x.status_message,
+                "aborted": x.aborted, "error": x.error,
+                "bytes_to_container": x.bytes_to_container,
+                "bytes_from_container": x.bytes_from_container, "frames": x.frames,
+                "connections": x.connections.iter().map(|c| json!({
+                    "connection_id": c.connection_id, "port": c.port,
+                    "bytes_to_container": c.bytes_to_container,
+                    "bytes_from_container": c.bytes_from_container,
+                    "start_offset_nanos": c.start_offset_nanos,
+                    "end_offset_nanos": c.end_offset_nanos, "error": c.error,
+                })).collect::<Vec<_>>(),
+                "copy": x.copy.as_ref().map(|c| json!({
+                    "direction": c.direction, "path": c.path, "tar_bytes": c.tar_bytes,
+                    "tar_sha256": hex_lower(&c.tar_sha256),
+                })),
+            }),
+        ),
         None => ("unknown", Value::Null),
     };
     json!({
@@ -123,6 +154,23 @@ pub fn event_json(e: &Event) -> Value {
         "kind": kind,
         kind: payload,
     })
+}
+
+/// A stream frame; the bytes are text when they are UTF-8, else base64 (like bodies).
+fn stream_frame_json(f: &pb::StreamFrame) -> Value {
+    let mut v = json!({
+        "request_event_id": f.request_event_id, "offset_nanos": f.offset_nanos,
+        "direction": pb::StreamDirection::try_from(f.direction).map(|d| d.as_str_name()).unwrap_or("STREAM_DIRECTION_UNSPECIFIED"),
+        "channel": pb::StreamChannel::try_from(f.channel).map(|c| c.as_str_name()).unwrap_or("STREAM_CHANNEL_UNSPECIFIED"),
+        "size": f.size, "data_omitted": f.data_omitted,
+        "resize": f.resize.map(|r| json!({"width": r.width, "height": r.height})),
+        "port": f.port, "connection_id": f.connection_id,
+    });
+    match std::str::from_utf8(&f.data) {
+        Ok(text) => v["text"] = json!(text),
+        Err(_) => v["base64"] = json!(base64::engine::general_purpose::STANDARD.encode(&f.data)),
+    }
+    v
 }
 
 fn hex_lower(b: &[u8]) -> String {

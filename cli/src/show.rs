@@ -9,11 +9,20 @@ use std::io::Write;
 
 const READ_VERBS: &[&str] = &["get", "list", "watch"];
 
+/// How much a request says about what the user asked for: a command prints only the lines of
+/// its highest class (apply's GET before its PATCH, logs' GET of the pod, discovery: folded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    NonResource,
+    Read,
+    SubresourceRead,
+    Mutation,
+}
+
 struct Line<'a> {
     event: &'a Event,
     command: String,
-    mutating: bool,
-    resource: bool,
+    class: Class,
     denied: Option<String>,
 }
 
@@ -53,19 +62,26 @@ pub fn print(
         let line = match &e.payload {
             Some(Payload::Request(r)) => {
                 let k = r.request.clone().unwrap_or_default();
+                let class = if k.non_resource {
+                    Class::NonResource
+                } else if !READ_VERBS.contains(&k.verb.as_str()) {
+                    Class::Mutation
+                } else if !k.subresource.is_empty() {
+                    Class::SubresourceRead
+                } else {
+                    Class::Read
+                };
                 Line {
                     event: e,
                     command: r.command.clone(),
-                    mutating: !k.non_resource && !READ_VERBS.contains(&k.verb.as_str()),
-                    resource: !k.non_resource,
+                    class,
                     denied: None,
                 }
             }
             Some(Payload::Denied(d)) => Line {
                 event: e,
                 command: d.command.clone(),
-                mutating: true,
-                resource: true,
+                class: Class::Mutation,
                 denied: Some(format!(
                     "denied {} {}: {}",
                     d.status_code, d.reason, d.message
@@ -83,19 +99,10 @@ pub fn print(
     }
 
     for group in groups {
-        let any_mut = group.iter().any(|l| l.mutating);
-        let any_res = group.iter().any(|l| l.resource);
+        let top = group.iter().map(|l| l.class).max();
         let mut printed: Vec<String> = Vec::new();
         for l in &group {
-            let shown = verbose
-                || if any_mut {
-                    l.mutating
-                } else if any_res {
-                    l.resource
-                } else {
-                    true
-                };
-            if !shown {
+            if !verbose && Some(l.class) != top {
                 continue;
             }
             let resp = responses.get(l.event.event_id.as_str());

@@ -62,6 +62,8 @@ pub struct GatewayArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub upstream: UpstreamArgs,
+    #[command(flatten)]
+    pub collector: crate::shipping::CollectorArgs,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {

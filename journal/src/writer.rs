@@ -78,6 +78,8 @@ pub struct Journal {
     sync_lock: Mutex<()>,
     acked: AtomicU64,
     poisoned: AtomicBool,
+    /// The last append was refused for the unacknowledged-bytes bound.
+    full: AtomicBool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -134,6 +136,7 @@ impl Journal {
             sync_lock: Mutex::new(()),
             acked: AtomicU64::new(acked.min(end)),
             poisoned: AtomicBool::new(false),
+            full: AtomicBool::new(false),
         });
         if let FsyncPolicy::Interval(every) = opts.fsync {
             spawn_syncer(Arc::downgrade(&journal), every);
@@ -157,6 +160,12 @@ impl Journal {
 
     pub fn unacked_bytes(&self) -> u64 {
         self.end_offset().saturating_sub(self.acked_offset())
+    }
+
+    /// True while appends are refused for the unacknowledged-bytes bound (until an append fits
+    /// again, which an acknowledgement makes possible).
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::Acquire)
     }
 
     /// True once a write failed in a way that could not be undone; every append then fails.
@@ -204,6 +213,7 @@ impl Journal {
             let offset = active.base + active.len;
             let unacked = offset.saturating_sub(self.acked_offset());
             if unacked + frame.len() as u64 > self.opts.max_unacked_bytes {
+                self.full.store(true, Ordering::Release);
                 return Err(JournalError::Full {
                     unacked,
                     bound: self.opts.max_unacked_bytes,
@@ -224,6 +234,7 @@ impl Journal {
                 return Err(io(&active.path)(e));
             }
             active.len += frame.len() as u64;
+            self.full.store(false, Ordering::Release);
             let end = offset + frame.len() as u64;
             self.end.store(end, Ordering::Release);
             Appended { offset, end }
@@ -284,6 +295,7 @@ impl Journal {
         }
         ack::store(&self.dir, offset)?;
         self.acked.fetch_max(offset, Ordering::AcqRel);
+        self.full.store(false, Ordering::Release);
         let active_base = self.active.lock().base;
         let segments = segment::list(&self.dir)?;
         for pair in segments.windows(2) {

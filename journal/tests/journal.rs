@@ -163,7 +163,9 @@ fn unacked_bound_fails_closed_until_acked() {
     let a = j.append(&[0; 40]).unwrap();
     j.append(&[0; 40]).unwrap();
     assert!(matches!(j.append(&[0; 40]), Err(JournalError::Full { .. })));
+    assert!(j.is_full());
     j.ack(a.end).unwrap();
+    assert!(!j.is_full());
     j.append(&[0; 40]).unwrap();
 }
 

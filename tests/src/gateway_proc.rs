@@ -77,7 +77,10 @@ impl GatewayProc {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["fields"]["message"] == "gateway listening"
                 {
-                    let listen = v["fields"]["listen"].as_str().unwrap_or_default().to_string();
+                    let listen = v["fields"]["listen"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                     let ops = v["fields"]["ops"].as_str().unwrap_or_default().to_string();
                     return Ok::<_, anyhow::Error>((listen, ops));
                 }
@@ -90,7 +93,10 @@ impl GatewayProc {
                 let status = child.wait().await.ok();
                 anyhow::bail!("{e} (status {status:?}); log:\n{}", log.lock().join("\n"))
             }
-            Err(_) => anyhow::bail!("the gateway did not listen within 30s; log:\n{}", log.lock().join("\n")),
+            Err(_) => anyhow::bail!(
+                "the gateway did not listen within 30s; log:\n{}",
+                log.lock().join("\n")
+            ),
         };
         let collector = log.clone();
         tokio::spawn(async move {
@@ -115,14 +121,20 @@ impl GatewayProc {
 
     /// A kubeconfig that points kubectl at the gateway with `token`.
     pub fn write_kubeconfig(&self, path: &Path, token: &str) -> anyhow::Result<()> {
-        std::fs::write(path, crate::kubectl::kubeconfig_yaml(&self.url, &self.ca_pem, token))?;
+        std::fs::write(
+            path,
+            crate::kubectl::kubeconfig_yaml(&self.url, &self.ca_pem, token),
+        )?;
         Ok(())
     }
 
     /// Sends SIGTERM and waits for the process to exit.
     pub async fn stop(mut self) -> anyhow::Result<std::process::ExitStatus> {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
         Ok(tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??)
     }
@@ -131,14 +143,17 @@ impl GatewayProc {
     pub async fn ops_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
         let addr = self.ops_url.trim_start_matches("http://").to_string();
         let stream = tokio::net::TcpStream::connect(&addr).await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         let req = http::Request::get(path)
             .header("host", addr)
             .body(http_body_util::Empty::<bytes::Bytes>::new())?;
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
-        let body = http_body_util::BodyExt::collect(resp.into_body()).await?.to_bytes();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await?
+            .to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod apiserver;
 pub mod binaries;
+pub mod clickhouse;
+pub mod collector_proc;
 pub mod gateway_proc;
 pub mod kubectl;
 pub mod oidc;

@@ -26,10 +26,14 @@ pub struct SigningKey {
 impl SigningKey {
     pub fn generate(kid: &str) -> anyhow::Result<Self> {
         let key = rcgen::KeyPair::generate().context("generating a P-256 key")?;
-        let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).context("loading the key for signing")?;
+        let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes())
+            .context("loading the key for signing")?;
         // rcgen's raw public key for P-256 is the uncompressed point 0x04 || X || Y.
         let raw = key.public_key_raw();
-        anyhow::ensure!(raw.len() == 65 && raw[0] == 4, "unexpected public key encoding");
+        anyhow::ensure!(
+            raw.len() == 65 && raw[0] == 4,
+            "unexpected public key encoding"
+        );
         let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
         let jwk = json!({
             "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
@@ -80,10 +84,15 @@ impl TestIssuer {
         let server = tokio::spawn(async move {
             let acceptor = TlsAcceptor::from(tls);
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
-                let (acceptor, k, f, issuer) = (acceptor.clone(), k.clone(), f.clone(), issuer.clone());
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, k, f, issuer) =
+                    (acceptor.clone(), k.clone(), f.clone(), issuer.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let resp = answer(&req, &k, &f, &issuer);
                         async move { Ok::<_, std::convert::Infallible>(resp) }
@@ -125,7 +134,12 @@ impl TestIssuer {
     }
 }
 
-fn answer(req: &Request<Incoming>, keys: &RwLock<Vec<SigningKey>>, fetches: &AtomicU64, issuer: &str) -> Response<Full<Bytes>> {
+fn answer(
+    req: &Request<Incoming>,
+    keys: &RwLock<Vec<SigningKey>>,
+    fetches: &AtomicU64,
+    issuer: &str,
+) -> Response<Full<Bytes>> {
     let body = match req.uri().path() {
         "/.well-known/openid-configuration" => json!({
             "issuer": issuer,
@@ -145,7 +159,9 @@ fn answer(req: &Request<Incoming>, keys: &RwLock<Vec<SigningKey>>, fetches: &Ato
         }
     };
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    r.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }

@@ -4,7 +4,10 @@ use anyhow::Context;
 use std::path::Path;
 
 /// The proto files, relative to `proto/proto`.
-pub const PROTOS: &[&str] = &["gatehouse/v1/transcript.proto"];
+pub const PROTOS: &[&str] = &[
+    "gatehouse/v1/transcript.proto",
+    "gatehouse/v1/collector.proto",
+];
 
 /// Generates the Rust code for every proto into `out_dir`.
 pub fn generate(out_dir: &Path) -> anyhow::Result<()> {
@@ -12,10 +15,13 @@ pub fn generate(out_dir: &Path) -> anyhow::Result<()> {
     let files: Vec<_> = PROTOS.iter().map(|p| root.join(p)).collect();
     let fds = protox::compile(&files, [&root]).context("compiling protos")?;
     std::fs::create_dir_all(out_dir)?;
-    prost_build::Config::new()
+    // tonic-prost-build adds the gRPC client and server of the collector's services to the
+    // same file as the messages.
+    let mut config = prost_build::Config::new();
+    config.bytes(["."]);
+    tonic_prost_build::configure()
         .out_dir(out_dir)
-        .bytes(["."])
-        .compile_fds(fds)
-        .context("generating prost code")?;
+        .compile_fds_with_config(fds, config)
+        .context("generating prost and tonic code")?;
     Ok(())
 }

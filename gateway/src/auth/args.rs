@@ -65,6 +65,15 @@ pub struct AuthArgs {
     #[arg(long, env = "GATEWAY_OIDC_JWKS_MIN_REFETCH_INTERVAL", value_parser = humantime::parse_duration, default_value = "10s")]
     pub oidc_jwks_min_refetch_interval: Duration,
 
+    /// How long a verified OIDC token is remembered (never past its `exp`); 0 disables. Keys
+    /// removed from the JWKS stop being accepted after at most this long.
+    #[arg(long, env = "GATEWAY_OIDC_CACHE_TTL", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub oidc_cache_ttl: Duration,
+
+    /// Most verified OIDC tokens remembered.
+    #[arg(long, env = "GATEWAY_OIDC_CACHE_SIZE", default_value_t = 10_000)]
+    pub oidc_cache_size: usize,
+
     /// Timeout for discovery and JWKS requests to the issuer.
     #[arg(long, env = "GATEWAY_OIDC_HTTP_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub oidc_http_timeout: Duration,

@@ -20,3 +20,5 @@ pub use authenticator::Authenticator;
 pub use client_cert::client_cert_verifier;
 pub use error::AuthError;
 pub use identity::{AuthMethod, Identity};
+/// Also used by the collector, so reading recordings is gated by the same OIDC checks.
+pub use oidc::OidcVerifier;

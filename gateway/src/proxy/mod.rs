@@ -105,8 +105,10 @@ impl Proxy {
         conn: ConnInfo,
     ) -> Response<BoxBody> {
         let started = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let kube = request_info::parse(&parts.method, parts.uri.path(), parts.uri.query());
+        // exec/attach/port-forward upgrades: authenticated and recorded like any request below.
+        let upgrade = crate::streams::Pending::take(&mut parts);
         let client = client_of(&parts.headers, &conn);
         let command_id = if client.kubectl_session.is_empty() {
             uuid::Uuid::now_v7().to_string()
@@ -194,6 +196,9 @@ impl Proxy {
         for h in HOP_BY_HOP {
             headers.remove(*h);
         }
+        if let Some(u) = &upgrade {
+            u.restore_headers(&mut headers);
+        }
         headers.remove(header::AUTHORIZATION);
         impersonation::apply(&mut headers, &target, &recorded.session_id);
         let request_bytes = Arc::new(AtomicU64::new(0));
@@ -257,6 +262,11 @@ impl Proxy {
         finish.content_type = header_str(&rparts.headers, "content-type");
         finish.content_encoding = header_str(&rparts.headers, "content-encoding");
         self.count(&kube.verb, finish.status, started);
+        if let Some(u) = upgrade
+            && rparts.status == StatusCode::SWITCHING_PROTOCOLS
+        {
+            return u.relay(rparts, finish, crate::streams::StreamSettings::default());
+        }
         let body = CaptureBody::new(rbody, finish)
             .map_err(BoxError::from)
             .boxed();

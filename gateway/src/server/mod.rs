@@ -13,7 +13,7 @@ use crate::upstream::Upstream;
 use gatehouse_journal::{Journal, JournalOptions};
 use gatehouse_proto::v1::Producer;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use ops::Ops;
 use std::net::SocketAddr;
@@ -34,6 +34,8 @@ pub enum BuildError {
     IdentityMap(#[from] crate::proxy::impersonation::MapError),
     #[error("cannot open the journal")]
     Journal(#[from] gatehouse_journal::JournalError),
+    #[error("invalid collector configuration")]
+    Shipping(#[from] crate::shipping::ShippingError),
     #[error("--capture-bytes {0} is larger than the journal's largest record allows")]
     CaptureTooLarge(u64),
 }
@@ -54,6 +56,7 @@ pub struct Gateway {
     proxy: Arc<Proxy>,
     tls: Arc<rustls::ServerConfig>,
     ops: Ops,
+    shipper: Option<gatehouse_shipper::Shipper>,
 }
 
 /// The bound listeners' addresses (port 0 resolved), for tests and logs.
@@ -90,6 +93,7 @@ impl Gateway {
             truncated_bytes = recovery.truncated_bytes,
             "journal open"
         );
+        let shipper = crate::shipping::shipper(&args.collector, journal.clone())?;
         let metrics = Arc::new(Metrics::new());
         let producer = Producer {
             component: "gateway".into(),
@@ -122,6 +126,7 @@ impl Gateway {
             proxy,
             tls: Arc::new(tls),
             ops,
+            shipper,
         })
     }
 
@@ -148,6 +153,10 @@ impl Gateway {
         };
         tracing::info!(listen = %bound.listen, ops = %bound.ops, "gateway listening");
         let ops_task = tokio::spawn(serve_ops(ops_listener, self.ops.clone()));
+        // Ships until the process ends; what is unshipped stays in the journal for next time.
+        let ship_task = self
+            .shipper
+            .map(|s| tokio::spawn(s.run(std::future::pending())));
         let grace = self.args.shutdown_grace;
         let journal = self.ops.journal.clone();
         let serve = async move {
@@ -160,6 +169,9 @@ impl Gateway {
             )
             .await;
             ops_task.abort();
+            if let Some(t) = ship_task {
+                t.abort();
+            }
             if let Err(e) = journal.sync() {
                 tracing::error!(error = %e, "final journal sync failed");
             }
@@ -179,8 +191,10 @@ async fn serve_tls(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Watches and log streams are long and quiet: keep h2 connections alive with pings
     // rather than timing them out.
+    builder.http1().timer(TokioTimer::new());
     builder
         .http2()
+        .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20))
         .max_concurrent_streams(1000);

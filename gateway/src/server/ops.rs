@@ -20,7 +20,7 @@ impl Ops {
             return Some("journal failed after a write error; restart the gateway".into());
         }
         let unacked = self.journal.unacked_bytes();
-        if unacked >= self.max_unacked {
+        if self.journal.is_full() || unacked >= self.max_unacked {
             return Some(format!(
                 "journal holds {unacked} unshipped bytes, at its bound of {}: requests are refused until the collector catches up",
                 self.max_unacked

@@ -271,7 +271,10 @@ fn patch_args(req: &KubeRequest, content_type: &str, body: &[u8]) -> Vec<String>
 }
 
 fn can_i_args(body: &[u8]) -> Vec<String> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+    let Some(v) = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .or_else(|| access_review_from_protobuf(body))
+    else {
         return Vec::new();
     };
     let spec = &v["spec"];
@@ -309,6 +312,68 @@ fn can_i_args(body: &[u8]) -> Vec<String> {
     }
     out.retain(|s| !s.is_empty());
     out
+}
+
+/// kubectl sends `SelfSubjectAccessReview` as protobuf: `k8s\0` + `runtime.Unknown` whose
+/// field 2 is the object; we read just the spec into the JSON shape `can_i_args` reads.
+fn access_review_from_protobuf(body: &[u8]) -> Option<serde_json::Value> {
+    let unknown = body.strip_prefix(b"k8s\0")?;
+    let raw = proto_field(unknown, 2)?;
+    let spec = proto_field(raw, 2)?;
+    let text = |buf: &[u8], n: u32| {
+        proto_field(buf, n)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    if let Some(ra) = proto_field(spec, 1) {
+        return Some(serde_json::json!({"spec": {"resourceAttributes": {
+            "namespace": text(ra, 1), "verb": text(ra, 2), "group": text(ra, 3),
+            "resource": text(ra, 5), "subresource": text(ra, 6), "name": text(ra, 7),
+        }}}));
+    }
+    let nra = proto_field(spec, 2)?;
+    Some(
+        serde_json::json!({"spec": {"nonResourceAttributes": {"path": text(nra, 1), "verb": text(nra, 2)}}}),
+    )
+}
+
+/// The first length-delimited field `number` of a protobuf message, skipping the others.
+fn proto_field(mut buf: &[u8], number: u32) -> Option<&[u8]> {
+    fn varint(buf: &mut &[u8]) -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = buf.split_first()?;
+            *buf = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    while !buf.is_empty() {
+        let key = varint(&mut buf)?;
+        let len = match key & 7 {
+            0 => {
+                varint(&mut buf)?;
+                continue;
+            }
+            1 => 8,
+            5 => 4,
+            2 => usize::try_from(varint(&mut buf)?).ok()?,
+            _ => return None,
+        };
+        if buf.len() < len {
+            return None;
+        }
+        let (field, rest) = buf.split_at(len);
+        if key >> 3 == u64::from(number) && key & 7 == 2 {
+            return Some(field);
+        }
+        buf = rest;
+    }
+    None
 }
 
 fn subresource(req: &KubeRequest, content_type: &str, body: &[u8]) -> Vec<String> {
@@ -557,6 +622,36 @@ mod tests {
             ),
             "kubectl exec web -n p -c app -it -- sh -c 'echo hi'"
         );
+    }
+
+    #[test]
+    fn can_i_from_protobuf_body() {
+        // k8s\0 + Unknown{raw(2): SSAR{spec(2): {resourceAttributes(1): {ns(1), verb(2), resource(5)}}}}
+        let ra = [
+            &[0x0a, 1, b'p'][..],
+            &[0x12, 6],
+            b"delete",
+            &[0x2a, 4],
+            b"pods",
+        ]
+        .concat();
+        let spec = [&[0x0a, ra.len() as u8][..], &ra].concat();
+        let ssar = [&[0x12, spec.len() as u8][..], &spec].concat();
+        let unknown = [&[0x0a, 0][..], &[0x12, ssar.len() as u8], &ssar].concat();
+        let body = [&b"k8s\0"[..], &unknown].concat();
+        let r = parse(
+            &http::Method::POST,
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            None,
+        );
+        assert_eq!(
+            reconstruct(&r, "application/vnd.kubernetes.protobuf", &body),
+            "kubectl auth can-i delete pods -n p"
+        );
+        // Garbage never panics.
+        for junk in [&b"k8s\0"[..], b"k8s\0\x12\xff\xff", b"k8s\0\x0a"] {
+            assert_eq!(reconstruct(&r, "", junk), "kubectl auth can-i");
+        }
     }
 
     #[test]

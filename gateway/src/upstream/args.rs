@@ -92,6 +92,12 @@ pub struct UpstreamArgs {
     #[arg(long, env = "GATEWAY_STS_CA_FILE")]
     pub sts_ca_file: Option<PathBuf>,
 
+    /// Offer HTTP/2 to the API server for ordinary requests (upgrades always use HTTP/1.1).
+    /// With `false`, concurrent requests spread over pooled HTTP/1.1 connections instead of
+    /// multiplexing on one.
+    #[arg(long, env = "GATEWAY_UPSTREAM_HTTP2", default_value_t = true, action = clap::ArgAction::Set)]
+    pub upstream_http2: bool,
+
     /// Timeout for establishing a TCP connection to the API server.
     #[arg(long, env = "GATEWAY_UPSTREAM_TIMEOUT_CONNECT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub upstream_timeout_connect: Duration,

@@ -130,7 +130,7 @@ impl Upstream {
         Ok(Upstream {
             base_url,
             base_path,
-            client: builder.build(connector(true)),
+            client: builder.build(connector(args.upstream_http2)),
             upgrade_client: builder.build(connector(false)),
             credential: target.credential,
             request_timeout: args.upstream_timeout_request,

@@ -30,7 +30,7 @@ pub struct Event {
     /// SHA-256 of the previous event of the session (tamper evidence); empty for the first.
     #[prost(bytes = "bytes", tag = "9")]
     pub prev_hash: ::prost::bytes::Bytes,
-    #[prost(oneof = "event::Payload", tags = "20, 21, 22, 23")]
+    #[prost(oneof = "event::Payload", tags = "20, 21, 22, 23, 24, 25, 26")]
     pub payload: ::core::option::Option<event::Payload>,
 }
 /// Nested message and enum types in `Event`.
@@ -45,6 +45,12 @@ pub mod event {
         Denied(super::AuthDenied),
         #[prost(message, tag = "23")]
         Alert(super::BypassAlert),
+        #[prost(message, tag = "24")]
+        StreamOpened(super::StreamOpened),
+        #[prost(message, tag = "25")]
+        StreamFrame(super::StreamFrame),
+        #[prost(message, tag = "26")]
+        StreamEnded(super::StreamEnded),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -246,6 +252,166 @@ pub struct BypassAlert {
     /// Extra reasons seen for the same process (token read, kubectl exec), free text.
     #[prost(string, repeated, tag = "15")]
     pub reasons: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Why the destination is in the API-server set: service_vip, endpoint_ip, node_ip, external, dns.
+    #[prost(string, tag = "16")]
+    pub matched_by: ::prost::alloc::string::String,
+    /// The process is not in a Kubernetes pod's cgroup.
+    #[prost(bool, tag = "17")]
+    pub host_process: bool,
+    /// From /proc when the process was still alive: executable path and NUL-joined argv as spaces.
+    #[prost(string, tag = "18")]
+    pub exe: ::prost::alloc::string::String,
+    #[prost(string, tag = "19")]
+    pub cmdline: ::prost::alloc::string::String,
+    /// cgroup v2 path of the process (relative to the cgroup2 mount), and what it names.
+    #[prost(string, tag = "20")]
+    pub cgroup_path: ::prost::alloc::string::String,
+    #[prost(string, tag = "21")]
+    pub pod_uid: ::prost::alloc::string::String,
+    #[prost(string, tag = "22")]
+    pub container_id: ::prost::alloc::string::String,
+    /// The dedup window the count covers, nanoseconds since the Unix epoch.
+    #[prost(int64, tag = "23")]
+    pub window_start_unix_nano: i64,
+    #[prost(int64, tag = "24")]
+    pub window_end_unix_nano: i64,
+    /// Identity keys for correlation with gateway traffic (the collector joins on them).
+    #[prost(string, tag = "25")]
+    pub service_account: ::prost::alloc::string::String,
+}
+/// An interactive stream (exec, attach, port-forward) began after the API server switched
+/// protocols. Follows the exchange's RequestStarted; frames and the end follow it.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StreamOpened {
+    /// `event_id` of the RequestStarted that asked for the upgrade.
+    #[prost(string, tag = "1")]
+    pub request_event_id: ::prost::alloc::string::String,
+    /// exec, attach or portforward.
+    #[prost(string, tag = "2")]
+    pub kind: ::prost::alloc::string::String,
+    /// websocket, spdy, or spdy-over-websocket (kubectl's tunnelled port-forward).
+    #[prost(string, tag = "3")]
+    pub transport: ::prost::alloc::string::String,
+    /// Negotiated subprotocol, for example v5.channel.k8s.io or portforward.k8s.io.
+    #[prost(string, tag = "4")]
+    pub protocol: ::prost::alloc::string::String,
+    /// exec: the command argv as sent in the query.
+    #[prost(string, repeated, tag = "5")]
+    pub command: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, tag = "6")]
+    pub container: ::prost::alloc::string::String,
+    #[prost(bool, tag = "7")]
+    pub tty: bool,
+    #[prost(bool, tag = "8")]
+    pub stdin: bool,
+    #[prost(string, tag = "9")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "10")]
+    pub pod: ::prost::alloc::string::String,
+    /// port-forward: the ports named in the query (SPDY names them per connection instead).
+    #[prost(uint32, repeated, tag = "11")]
+    pub ports: ::prost::alloc::vec::Vec<u32>,
+    /// Whether port-forward payloads are recorded (exec and attach payloads always are).
+    #[prost(bool, tag = "12")]
+    pub port_payload_capture: bool,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TerminalSize {
+    #[prost(uint32, tag = "1")]
+    pub width: u32,
+    #[prost(uint32, tag = "2")]
+    pub height: u32,
+}
+/// Bytes of one channel. Consecutive frames of a channel read together may be merged; a long
+/// stream is split into many events, never capped.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StreamFrame {
+    #[prost(string, tag = "1")]
+    pub request_event_id: ::prost::alloc::string::String,
+    /// Time since the stream opened (monotonic clock).
+    #[prost(uint64, tag = "2")]
+    pub offset_nanos: u64,
+    #[prost(enumeration = "StreamDirection", tag = "3")]
+    pub direction: i32,
+    #[prost(enumeration = "StreamChannel", tag = "4")]
+    pub channel: i32,
+    #[prost(bytes = "bytes", tag = "5")]
+    pub data: ::prost::bytes::Bytes,
+    /// Bytes that crossed on this channel in this event, recorded or not.
+    #[prost(uint64, tag = "6")]
+    pub size: u64,
+    /// True when policy kept the payload out of the transcript (port-forward by default).
+    #[prost(bool, tag = "7")]
+    pub data_omitted: bool,
+    #[prost(message, optional, tag = "8")]
+    pub resize: ::core::option::Option<TerminalSize>,
+    /// port-forward: remote port and the connection's requestID.
+    #[prost(uint32, tag = "9")]
+    pub port: u32,
+    #[prost(string, tag = "10")]
+    pub connection_id: ::prost::alloc::string::String,
+}
+/// One TCP connection carried by a port-forward.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PortForwardConnection {
+    #[prost(string, tag = "1")]
+    pub connection_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
+    #[prost(uint64, tag = "3")]
+    pub bytes_to_container: u64,
+    #[prost(uint64, tag = "4")]
+    pub bytes_from_container: u64,
+    #[prost(uint64, tag = "5")]
+    pub start_offset_nanos: u64,
+    #[prost(uint64, tag = "6")]
+    pub end_offset_nanos: u64,
+    #[prost(string, tag = "7")]
+    pub error: ::prost::alloc::string::String,
+}
+/// `kubectl cp`: an exec of tar, recognised from its argv.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FileCopy {
+    /// to_container or from_container.
+    #[prost(string, tag = "1")]
+    pub direction: ::prost::alloc::string::String,
+    /// The container path (tar's -C directory, or the archived path).
+    #[prost(string, tag = "2")]
+    pub path: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "3")]
+    pub tar_bytes: u64,
+    /// SHA-256 of the tar stream as it crossed the gateway.
+    #[prost(bytes = "bytes", tag = "4")]
+    pub tar_sha256: ::prost::bytes::Bytes,
+}
+/// The stream is over. Written before the exchange's ResponseFinished.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct StreamEnded {
+    #[prost(string, tag = "1")]
+    pub request_event_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub offset_nanos: u64,
+    /// From the error channel; absent when the stream ended without a status.
+    #[prost(int32, optional, tag = "3")]
+    pub exit_code: ::core::option::Option<i32>,
+    #[prost(string, tag = "4")]
+    pub status_message: ::prost::alloc::string::String,
+    /// True when the stream ended without the protocol's orderly close: a side vanished, or
+    /// the gateway closed it on bad input (`error` says which).
+    #[prost(bool, tag = "5")]
+    pub aborted: bool,
+    #[prost(string, tag = "6")]
+    pub error: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "7")]
+    pub bytes_to_container: u64,
+    #[prost(uint64, tag = "8")]
+    pub bytes_from_container: u64,
+    #[prost(uint64, tag = "9")]
+    pub frames: u64,
+    #[prost(message, repeated, tag = "10")]
+    pub connections: ::prost::alloc::vec::Vec<PortForwardConnection>,
+    #[prost(message, optional, tag = "11")]
+    pub copy: ::core::option::Option<FileCopy>,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -308,5 +474,885 @@ impl Verdict {
             "VERDICT_BLOCKED" => Some(Self::Blocked),
             _ => None,
         }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum StreamChannel {
+    Unspecified = 0,
+    Stdin = 1,
+    Stdout = 2,
+    Stderr = 3,
+    /// A metav1.Status: success, or the exit code of a failed command.
+    Error = 4,
+    /// A terminal resize; `resize` holds the parsed size.
+    Resize = 5,
+    /// A channel was half-closed (WebSocket v5 close message, SPDY FIN); `data` is \[channel byte\].
+    Close = 6,
+    /// Port-forward bytes of one TCP connection.
+    PortData = 7,
+    /// Port-forward error text of one TCP connection.
+    PortError = 8,
+}
+impl StreamChannel {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "STREAM_CHANNEL_UNSPECIFIED",
+            Self::Stdin => "STREAM_CHANNEL_STDIN",
+            Self::Stdout => "STREAM_CHANNEL_STDOUT",
+            Self::Stderr => "STREAM_CHANNEL_STDERR",
+            Self::Error => "STREAM_CHANNEL_ERROR",
+            Self::Resize => "STREAM_CHANNEL_RESIZE",
+            Self::Close => "STREAM_CHANNEL_CLOSE",
+            Self::PortData => "STREAM_CHANNEL_PORT_DATA",
+            Self::PortError => "STREAM_CHANNEL_PORT_ERROR",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "STREAM_CHANNEL_UNSPECIFIED" => Some(Self::Unspecified),
+            "STREAM_CHANNEL_STDIN" => Some(Self::Stdin),
+            "STREAM_CHANNEL_STDOUT" => Some(Self::Stdout),
+            "STREAM_CHANNEL_STDERR" => Some(Self::Stderr),
+            "STREAM_CHANNEL_ERROR" => Some(Self::Error),
+            "STREAM_CHANNEL_RESIZE" => Some(Self::Resize),
+            "STREAM_CHANNEL_CLOSE" => Some(Self::Close),
+            "STREAM_CHANNEL_PORT_DATA" => Some(Self::PortData),
+            "STREAM_CHANNEL_PORT_ERROR" => Some(Self::PortError),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum StreamDirection {
+    Unspecified = 0,
+    /// From the caller towards the container.
+    ToContainer = 1,
+    /// From the container towards the caller.
+    FromContainer = 2,
+}
+impl StreamDirection {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "STREAM_DIRECTION_UNSPECIFIED",
+            Self::ToContainer => "STREAM_DIRECTION_TO_CONTAINER",
+            Self::FromContainer => "STREAM_DIRECTION_FROM_CONTAINER",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "STREAM_DIRECTION_UNSPECIFIED" => Some(Self::Unspecified),
+            "STREAM_DIRECTION_TO_CONTAINER" => Some(Self::ToContainer),
+            "STREAM_DIRECTION_FROM_CONTAINER" => Some(Self::FromContainer),
+            _ => None,
+        }
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ShipBatch {
+    /// Chosen by the sender, strictly increasing within a stream.
+    #[prost(uint64, tag = "1")]
+    pub batch_seq: u64,
+    /// Journal records in journal order.
+    #[prost(message, repeated, tag = "2")]
+    pub records: ::prost::alloc::vec::Vec<JournalRecord>,
+}
+/// One journal record as stored: the encoded `gatehouse.v1.Event` and where it ends.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct JournalRecord {
+    /// The journal offset just after this record: what the sender acknowledges locally.
+    #[prost(uint64, tag = "1")]
+    pub end: u64,
+    /// A `gatehouse.v1.Event`, byte for byte as journaled.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub event: ::prost::bytes::Bytes,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ShipAck {
+    /// The batch this acknowledges; every earlier batch of the stream is acknowledged too.
+    #[prost(uint64, tag = "1")]
+    pub batch_seq: u64,
+    /// The highest journal offset (a record's `end`) durable at the collector.
+    #[prost(uint64, tag = "2")]
+    pub durable_offset: u64,
+    /// Events of this batch written to the dead-letter file instead of ClickHouse.
+    #[prost(uint32, tag = "3")]
+    pub dead_lettered: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListSessionsRequest {
+    /// Exact username.
+    #[prost(string, tag = "1")]
+    pub username: ::prost::alloc::string::String,
+    /// Sessions of callers in this group.
+    #[prost(string, tag = "2")]
+    pub group: ::prost::alloc::string::String,
+    /// Sessions that touched this namespace.
+    #[prost(string, tag = "3")]
+    pub namespace: ::prost::alloc::string::String,
+    /// Sessions that touched this resource (plural, for example "configmaps").
+    #[prost(string, tag = "4")]
+    pub resource: ::prost::alloc::string::String,
+    /// Sessions that used this verb.
+    #[prost(string, tag = "5")]
+    pub verb: ::prost::alloc::string::String,
+    /// Sessions active at or after this time (0: no bound).
+    #[prost(int64, tag = "6")]
+    pub since_unix_nano: i64,
+    /// Sessions that began at or before this time (0: no bound).
+    #[prost(int64, tag = "7")]
+    pub until_unix_nano: i64,
+    /// Free text searched in command lines (case-insensitive substring).
+    #[prost(string, tag = "8")]
+    pub text: ::prost::alloc::string::String,
+    /// Most sessions returned (0: the server's default).
+    #[prost(uint32, tag = "9")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SessionSummary {
+    #[prost(string, tag = "1")]
+    pub session_id: ::prost::alloc::string::String,
+    /// The username, or `unauthenticated@<ip>`.
+    #[prost(string, tag = "2")]
+    pub actor: ::prost::alloc::string::String,
+    #[prost(int64, tag = "3")]
+    pub start_unix_nano: i64,
+    #[prost(int64, tag = "4")]
+    pub end_unix_nano: i64,
+    #[prost(uint64, tag = "5")]
+    pub requests: u64,
+    #[prost(uint64, tag = "6")]
+    pub denied: u64,
+    #[prost(uint64, tag = "7")]
+    pub errors: u64,
+    #[prost(string, repeated, tag = "8")]
+    pub namespaces: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(string, repeated, tag = "9")]
+    pub groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListSessionsResponse {
+    /// Oldest first.
+    #[prost(message, repeated, tag = "1")]
+    pub sessions: ::prost::alloc::vec::Vec<SessionSummary>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetSessionRequest {
+    /// A session id, or a unique prefix of one (FAILED_PRECONDITION when ambiguous).
+    #[prost(string, tag = "1")]
+    pub session_id: ::prost::alloc::string::String,
+    /// Start at this sequence number (0 or 1: from the beginning).
+    #[prost(uint64, tag = "2")]
+    pub from_seq: u64,
+}
+/// Generated client implementations.
+pub mod ingest_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Durable ingest. Clients authenticate with a client certificate (mTLS) whose identity is a
+    /// configured gateway or agent, and/or a bearer token in `authorization`.
+    #[derive(Debug, Clone)]
+    pub struct IngestClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl IngestClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> IngestClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> IngestClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            IngestClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// One stream per shipper connection. Batches are acknowledged in order, each once every event
+        /// in it is durable in ClickHouse (or in the dead-letter file). Errors: INVALID_ARGUMENT names
+        /// the bad field (`records[3].event.event_id`), UNAUTHENTICATED, RESOURCE_EXHAUSTED when the
+        /// collector's write queue is full (back off and resend from the last acknowledged offset).
+        pub async fn ship(
+            &mut self,
+            request: impl tonic::IntoStreamingRequest<Message = super::ShipBatch>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::ShipAck>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/gatehouse.v1.Ingest/Ship");
+            let mut req = request.into_streaming_request();
+            req.extensions_mut().insert(GrpcMethod::new("gatehouse.v1.Ingest", "Ship"));
+            self.inner.streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod ingest_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with IngestServer.
+    #[async_trait]
+    pub trait Ingest: std::marker::Send + std::marker::Sync + 'static {
+        /// Server streaming response type for the Ship method.
+        type ShipStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::ShipAck, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// One stream per shipper connection. Batches are acknowledged in order, each once every event
+        /// in it is durable in ClickHouse (or in the dead-letter file). Errors: INVALID_ARGUMENT names
+        /// the bad field (`records[3].event.event_id`), UNAUTHENTICATED, RESOURCE_EXHAUSTED when the
+        /// collector's write queue is full (back off and resend from the last acknowledged offset).
+        async fn ship(
+            &self,
+            request: tonic::Request<tonic::Streaming<super::ShipBatch>>,
+        ) -> std::result::Result<tonic::Response<Self::ShipStream>, tonic::Status>;
+    }
+    /// Durable ingest. Clients authenticate with a client certificate (mTLS) whose identity is a
+    /// configured gateway or agent, and/or a bearer token in `authorization`.
+    #[derive(Debug)]
+    pub struct IngestServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> IngestServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for IngestServer<T>
+    where
+        T: Ingest,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/gatehouse.v1.Ingest/Ship" => {
+                    #[allow(non_camel_case_types)]
+                    struct ShipSvc<T: Ingest>(pub Arc<T>);
+                    impl<T: Ingest> tonic::server::StreamingService<super::ShipBatch>
+                    for ShipSvc<T> {
+                        type Response = super::ShipAck;
+                        type ResponseStream = T::ShipStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<tonic::Streaming<super::ShipBatch>>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Ingest>::ship(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ShipSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for IngestServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "gatehouse.v1.Ingest";
+    impl<T> tonic::server::NamedService for IngestServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// Generated client implementations.
+pub mod query_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// The read side. Callers present an OIDC JWT (`authorization: Bearer …`), checked like live
+    /// access; only configured reader groups may list or read (else PERMISSION_DENIED). Every call
+    /// is recorded in the access-audit table, allowed or not.
+    #[derive(Debug, Clone)]
+    pub struct QueryClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl QueryClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> QueryClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> QueryClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            QueryClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        pub async fn list_sessions(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListSessionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListSessionsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/gatehouse.v1.Query/ListSessions",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("gatehouse.v1.Query", "ListSessions"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// A session's ordered transcript (by `seq`): for show, export and replay. The first message
+        /// is sent as soon as the first rows are read.
+        pub async fn get_session(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetSessionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::Event>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/gatehouse.v1.Query/GetSession",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("gatehouse.v1.Query", "GetSession"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod query_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with QueryServer.
+    #[async_trait]
+    pub trait Query: std::marker::Send + std::marker::Sync + 'static {
+        async fn list_sessions(
+            &self,
+            request: tonic::Request<super::ListSessionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListSessionsResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the GetSession method.
+        type GetSessionStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::Event, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// A session's ordered transcript (by `seq`): for show, export and replay. The first message
+        /// is sent as soon as the first rows are read.
+        async fn get_session(
+            &self,
+            request: tonic::Request<super::GetSessionRequest>,
+        ) -> std::result::Result<tonic::Response<Self::GetSessionStream>, tonic::Status>;
+    }
+    /// The read side. Callers present an OIDC JWT (`authorization: Bearer …`), checked like live
+    /// access; only configured reader groups may list or read (else PERMISSION_DENIED). Every call
+    /// is recorded in the access-audit table, allowed or not.
+    #[derive(Debug)]
+    pub struct QueryServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> QueryServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for QueryServer<T>
+    where
+        T: Query,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/gatehouse.v1.Query/ListSessions" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListSessionsSvc<T: Query>(pub Arc<T>);
+                    impl<
+                        T: Query,
+                    > tonic::server::UnaryService<super::ListSessionsRequest>
+                    for ListSessionsSvc<T> {
+                        type Response = super::ListSessionsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListSessionsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::list_sessions(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListSessionsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/gatehouse.v1.Query/GetSession" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetSessionSvc<T: Query>(pub Arc<T>);
+                    impl<
+                        T: Query,
+                    > tonic::server::ServerStreamingService<super::GetSessionRequest>
+                    for GetSessionSvc<T> {
+                        type Response = super::Event;
+                        type ResponseStream = T::GetSessionStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetSessionRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::get_session(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetSessionSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for QueryServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "gatehouse.v1.Query";
+    impl<T> tonic::server::NamedService for QueryServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
     }
 }

@@ -52,6 +52,10 @@ pub(crate) struct Ctx {
     pub body: Bytes,
     pub caller: Caller,
     pub warnings: Vec<String>,
+    /// The connection's pending protocol upgrade (exec, attach, port-forward).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The query as sent (repeated keys such as exec's `command` need it).
+    pub raw_query: String,
 }
 
 pub(crate) fn json_response(code: StatusCode, v: &Value, wanted: &Wanted) -> Response<Body> {
@@ -138,7 +142,8 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     peer_cert: Option<Vec<u8>>,
 ) -> Response<Body> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -186,6 +191,8 @@ pub(crate) async fn handle(
         body,
         caller,
         warnings: Vec::new(),
+        upgrade,
+        raw_query: query_str.clone().unwrap_or_default(),
     };
     let mut resp = match route(&mut ctx, &path).await {
         Ok(r) => r,
@@ -428,9 +435,7 @@ async fn resource_request(
     }
     match t.sub.as_deref() {
         Some("log") if verb == "get" => return logs::serve(ctx, &t).await,
-        Some("exec" | "attach" | "portforward") => {
-            return Err(ApiError::bad_request("Upgrade request required"));
-        }
+        Some("exec" | "attach" | "portforward") => return super::streams::serve(ctx, &t),
         Some("status" | "ephemeralcontainers" | "scale" | "finalize") | None => {}
         Some(other) => {
             return Err(ApiError::method_not_allowed(&format!(

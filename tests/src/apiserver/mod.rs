@@ -17,6 +17,7 @@ mod schema;
 mod seed;
 mod status;
 mod store;
+mod streams;
 mod table;
 pub mod tls;
 mod watch;
@@ -241,6 +242,8 @@ pub(crate) struct State {
     /// Client certificates we issued (DER) and who they name.
     pub client_certs: Mutex<BTreeMap<Vec<u8>, UserInfo>>,
     pub address: String,
+    /// The pods' "containers": real local processes in per-pod temp dirs.
+    pub streams: streams::Containers,
 }
 
 impl State {
@@ -299,6 +302,7 @@ impl TestApiServer {
             recorded: Mutex::new(Vec::new()),
             client_certs: Mutex::new(BTreeMap::new()),
             address: addr.to_string(),
+            streams: streams::Containers::new().context("creating the pods' directory")?,
             opts,
         });
         seed::seed(&state).context("seeding objects")?;
@@ -341,7 +345,9 @@ impl TestApiServer {
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
+                    if let Err(e) = builder
+                        .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                        .await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                 });
@@ -357,6 +363,11 @@ impl TestApiServer {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The directory that is pod `namespace/pod`'s filesystem (exec runs there).
+    pub fn pod_dir(&self, namespace: &str, pod: &str) -> std::path::PathBuf {
+        self.state.streams.pod_dir(namespace, pod)
     }
 
     /// `https://127.0.0.1:<port>`.

@@ -14,15 +14,21 @@ use serde_json::{Map, Value};
 use self::claims::ClaimMapping;
 use self::fetch::Fetcher;
 use self::jwks::{Jwks, JwksSource, KeyEntry};
+use super::ttl_cache::TtlCache;
 use super::{AuthArgs, AuthError, Identity};
+use sha2::{Digest, Sha256};
 
-pub(crate) struct OidcVerifier {
+pub struct OidcVerifier {
     issuer: String,
     audiences: Vec<String>,
     algorithms: Vec<Algorithm>,
     leeway: u64,
     jwks: Jwks,
     mapping: ClaimMapping,
+    /// Verified tokens by SHA-256, so a busy caller costs one signature check per TTL rather
+    /// than one per request (the check dominates the gateway's per-request CPU otherwise).
+    verified: TtlCache<[u8; 32], Identity>,
+    cache_ttl: std::time::Duration,
 }
 
 impl OidcVerifier {
@@ -126,6 +132,8 @@ impl OidcVerifier {
             leeway: args.oidc_leeway.as_secs(),
             jwks,
             mapping,
+            verified: TtlCache::new(args.oidc_cache_size),
+            cache_ttl: args.oidc_cache_ttl,
         }))
     }
 
@@ -135,6 +143,10 @@ impl OidcVerifier {
 
     /// Verifies `token`, which claims to come from our issuer.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let token_hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(identity) = self.verified.get(&token_hash) {
+            return Ok(identity);
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::unauthorized("malformed token"))?;
         if !self.algorithms.contains(&header.alg) {
@@ -172,7 +184,22 @@ impl OidcVerifier {
 
         for key in candidates {
             match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
-                Ok(data) => return self.mapping.identity(&data.claims),
+                Ok(data) => {
+                    let identity = self.mapping.identity(&data.claims)?;
+                    // Never cache past the token's own expiry.
+                    let now = chrono::Utc::now().timestamp();
+                    let left = data
+                        .claims
+                        .get("exp")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(now)
+                        - now;
+                    let ttl = self
+                        .cache_ttl
+                        .min(std::time::Duration::from_secs(left.max(0) as u64));
+                    self.verified.insert(token_hash, identity.clone(), ttl);
+                    return Ok(identity);
+                }
                 // Another key with the same (or no) kid may still match.
                 Err(e)
                     if matches!(

@@ -209,7 +209,13 @@ async fn unknown_kid_refetches_so_rotation_works() -> anyhow::Result<()> {
     let old = Signer::rsa("old", RSA_KEY_1)?;
     let new = Signer::ec("new")?;
     let s = setup(vec![old.jwk()?]).await?;
-    let oidc = s.verifier(&["--oidc-jwks-min-refetch-interval", "0s"])?;
+    // No verified-token cache here: this test is about which keys the JWKS holds.
+    let oidc = s.verifier(&[
+        "--oidc-jwks-min-refetch-interval",
+        "0s",
+        "--oidc-cache-ttl",
+        "0s",
+    ])?;
     let claims = s.claims(json!({}));
 
     oidc.verify(&old.sign(&claims)?).await?;
@@ -337,4 +343,40 @@ fn config_is_validated() {
             "{flags:?}: {err:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn verified_tokens_are_cached_for_the_ttl_only() -> anyhow::Result<()> {
+    let key = Signer::ec("k1")?;
+    let s = setup(vec![key.jwk()?]).await?;
+    let cached = s.verifier(&["--oidc-jwks-min-refetch-interval", "0s"])?;
+    let uncached = s.verifier(&[
+        "--oidc-jwks-min-refetch-interval",
+        "0s",
+        "--oidc-cache-ttl",
+        "0s",
+    ])?;
+    let token = key.sign(&s.claims(json!({})))?;
+    cached.verify(&token).await?;
+    uncached.verify(&token).await?;
+    // The issuer rotates to a new key and withdraws the old one; a token under the new kid
+    // makes both verifiers refetch the key set.
+    let next = Signer::ec("k2")?;
+    *s.idp.jwks.lock() = vec![next.jwk()?];
+    let fresh = next.sign(&s.claims(json!({})))?;
+    cached.verify(&fresh).await?;
+    uncached.verify(&fresh).await?;
+    // The cached verifier still knows this exact token (within its TTL); the other refuses it.
+    cached.verify(&token).await?;
+    assert_eq!(
+        message(uncached.verify(&token).await),
+        "token signed by an unknown key"
+    );
+    // A different token under the withdrawn key is not in the cache.
+    let other = key.sign(&s.claims(json!({"sub": "someone-else"})))?;
+    assert_eq!(
+        message(cached.verify(&other).await),
+        "token signed by an unknown key"
+    );
+    Ok(())
 }

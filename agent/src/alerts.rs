@@ -1,0 +1,359 @@
+//! From kernel match events to journal records: one alert per dedup window with its final
+//! count, attributed to process, cgroup and pod, written as a `gatehouse.v1.Event`.
+//!
+//! The kernel sends an event only when a key opens a window. The agent keeps it pending until
+//! the window closes, then reads the window's count from `DEDUP`, writes the alert, and deletes
+//! the entry so the map only ever holds unreported windows. A window whose opening event was
+//! lost (ring buffer full) is still reported: by the next window's event, which carries the
+//! previous count, or by the sweep over `DEDUP`.
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use gatehouse_agent_common::{
+    AF_INET, DedupKey, FinalDest, MatchEvent, MatchedBy, VERDICT_BLOCKED,
+};
+use gatehouse_journal::Journal;
+use gatehouse_proto::v1::{BypassAlert, Endpoint, Event, Producer, Verdict, event::Payload};
+use prost::Message as _;
+
+use crate::{
+    AgentError,
+    cgroups::{self, CgroupIndex},
+    ebpf::Kernel,
+    metrics::Metrics,
+};
+
+/// Extra time after a window closes before its count is read, for connects racing the edge.
+const GRACE: Duration = Duration::from_millis(50);
+/// How many finalized windows are remembered to drop a duplicate report.
+const DONE_CAP: usize = 65_536;
+
+type WindowId = (DedupKey, u64);
+
+/// What was learnt about the process when its window opened (it may be gone by the end).
+#[derive(Debug, Clone, Default)]
+struct Attribution {
+    pid: u32,
+    uid: u32,
+    comm: String,
+    matched_by: String,
+    socket_cookie: u64,
+    netns_inode: u64,
+    cgroup_path: String,
+    pod_uid: String,
+    container_id: String,
+    exe: String,
+    cmdline: String,
+}
+
+pub struct Alerts {
+    node: String,
+    window_ns: u64,
+    journal: Arc<Journal>,
+    metrics: Arc<Metrics>,
+    cgroups: CgroupIndex,
+    pending: HashMap<WindowId, Attribution>,
+    done: HashSet<WindowId>,
+    done_order: VecDeque<WindowId>,
+    /// CLOCK_REALTIME − CLOCK_MONOTONIC, to stamp kernel times as wall-clock.
+    mono_to_wall_ns: i128,
+}
+
+/// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+fn wall_ns() -> i128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+impl Alerts {
+    pub fn new(
+        node: String,
+        window: Duration,
+        journal: Arc<Journal>,
+        metrics: Arc<Metrics>,
+        cgroups: CgroupIndex,
+    ) -> Self {
+        Self {
+            node,
+            window_ns: window.as_nanos() as u64,
+            journal,
+            metrics,
+            cgroups,
+            pending: HashMap::new(),
+            done: HashSet::new(),
+            done_order: VecDeque::new(),
+            mono_to_wall_ns: wall_ns() - i128::from(monotonic_ns()),
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Drains the ring buffer.
+    pub fn drain(&mut self, kernel: &mut Kernel) -> Result<usize, AgentError> {
+        let mut events = Vec::new();
+        while let Some(item) = kernel.events.next() {
+            if item.len() >= size_of::<MatchEvent>() {
+                let ev = read_event(&item);
+                events.push(ev);
+            }
+        }
+        let n = events.len();
+        for ev in events {
+            self.on_event(kernel, &ev)?;
+        }
+        Ok(n)
+    }
+
+    fn on_event(&mut self, kernel: &mut Kernel, ev: &MatchEvent) -> Result<(), AgentError> {
+        self.metrics.events.inc();
+        let attribution = self.attribute(ev);
+        if ev.prev_window_start_ns != 0 {
+            let prev = (ev.key, ev.prev_window_start_ns);
+            // The previous window ended before this connect: its count is final.
+            let who = self
+                .pending
+                .remove(&prev)
+                .unwrap_or_else(|| attribution.clone());
+            self.finish(kernel, prev, who, ev.prev_count, None)?;
+        }
+        self.pending
+            .insert((ev.key, ev.window_start_ns), attribution);
+        Ok(())
+    }
+
+    /// Writes every pending window that has closed, then sweeps `DEDUP` for closed windows the
+    /// agent never heard open.
+    pub fn flush_due(&mut self, kernel: &mut Kernel, sweep: bool) -> Result<(), AgentError> {
+        let now = monotonic_ns();
+        let due: Vec<WindowId> = self
+            .pending
+            .keys()
+            .filter(|(_, start)| {
+                now.saturating_sub(*start) >= self.window_ns + GRACE.as_nanos() as u64
+            })
+            .copied()
+            .collect();
+        for id in due {
+            if let Some(who) = self.pending.remove(&id) {
+                self.close(kernel, id, who)?;
+            }
+        }
+        if sweep {
+            let orphans: Vec<WindowId> = kernel
+                .dedup
+                .iter()
+                .filter_map(Result::ok)
+                .filter(|(k, v)| {
+                    now.saturating_sub(v.window_start_ns)
+                        >= self.window_ns + GRACE.as_nanos() as u64
+                        && !self.pending.contains_key(&(*k, v.window_start_ns))
+                })
+                .map(|(k, v)| (k, v.window_start_ns))
+                .collect();
+            for id in orphans {
+                self.metrics.orphan_windows.inc();
+                let who = self.attribute_key(&id.0);
+                self.close(kernel, id, who)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every pending window now, with the count so far (shutdown).
+    pub fn flush_all(&mut self, kernel: &mut Kernel) -> Result<(), AgentError> {
+        let ids: Vec<WindowId> = self.pending.keys().copied().collect();
+        for id in ids {
+            if let Some(who) = self.pending.remove(&id) {
+                self.close(kernel, id, who)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the window's count and deletes it from `DEDUP`, so the next connect opens a new
+    /// window (reported on its own) rather than adding to one already written.
+    fn close(
+        &mut self,
+        kernel: &mut Kernel,
+        id: WindowId,
+        who: Attribution,
+    ) -> Result<(), AgentError> {
+        let (key, start) = id;
+        let count = match kernel.dedup.get(&key, 0) {
+            Ok(v) if v.window_start_ns == start => {
+                let _ = kernel.dedup.remove(&key);
+                v.count
+            }
+            // Rolled over: the newer window's event carries this one's count; it was handled
+            // in drain(), or this is a lost-event edge: report what is known.
+            Ok(_) => {
+                if self.done.contains(&id) {
+                    return Ok(());
+                }
+                1
+            }
+            // Evicted from the LRU under pressure: the first connect is all that is known.
+            Err(_) => 1,
+        };
+        let final_dest = kernel.final_dest.get(&who.socket_cookie, 0).ok();
+        let _ = kernel.final_dest.remove(&who.socket_cookie);
+        self.finish(kernel, id, who, count, final_dest)
+    }
+
+    fn finish(
+        &mut self,
+        _kernel: &mut Kernel,
+        id: WindowId,
+        who: Attribution,
+        count: u64,
+        final_dest: Option<FinalDest>,
+    ) -> Result<(), AgentError> {
+        if !self.done.insert(id) {
+            return Ok(());
+        }
+        self.done_order.push_back(id);
+        if self.done_order.len() > DONE_CAP
+            && let Some(old) = self.done_order.pop_front()
+        {
+            self.done.remove(&old);
+        }
+        let (key, start) = id;
+        let start_wall = (i128::from(start) + self.mono_to_wall_ns) as i64;
+        let end_wall = start_wall.saturating_add(self.window_ns as i64);
+        let original = endpoint(key.family, &key.addr, u16::from_be(key.port_be));
+        let final_destination = match final_dest {
+            Some(f) if f.family != 0 => endpoint(f.family, &f.addr, u16::from_be(f.port_be)),
+            // No TCP dial seen (blocked, UDP, refused before SYN): the original is all there is.
+            _ => original.clone(),
+        };
+        let host = who.pod_uid.is_empty();
+        let alert = BypassAlert {
+            node: self.node.clone(),
+            container: who.container_id.clone(),
+            pid: who.pid,
+            tgid: key.tgid,
+            uid: who.uid,
+            comm: who.comm,
+            cgroup_id: key.cgroup_id,
+            netns_inode: who.netns_inode,
+            original_destination: Some(original),
+            final_destination: Some(final_destination),
+            verdict: if key.verdict == VERDICT_BLOCKED {
+                Verdict::Blocked as i32
+            } else {
+                Verdict::Allowed as i32
+            },
+            count,
+            matched_by: who.matched_by,
+            host_process: host,
+            exe: who.exe,
+            cmdline: who.cmdline,
+            cgroup_path: who.cgroup_path,
+            pod_uid: who.pod_uid,
+            container_id: who.container_id,
+            window_start_unix_nano: start_wall,
+            window_end_unix_nano: end_wall,
+            ..Default::default()
+        };
+        let event = Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            time_unix_nano: wall_ns() as i64,
+            producer: Some(Producer {
+                component: "agent".into(),
+                instance: self.node.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            }),
+            payload: Some(Payload::Alert(alert)),
+            ..Default::default()
+        };
+        match self.journal.append(&event.encode_to_vec()) {
+            Ok(_) => {
+                self.metrics.alerts.inc();
+                self.metrics.alerted_connects.inc_by(count);
+                tracing::info!(
+                    cgroup_id = key.cgroup_id,
+                    tgid = key.tgid,
+                    count,
+                    blocked = key.verdict == VERDICT_BLOCKED,
+                    "bypass alert written"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.alert_write_errors.inc();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn attribute(&mut self, ev: &MatchEvent) -> Attribution {
+        let mut a = self.attribute_key(&ev.key);
+        a.pid = ev.pid;
+        a.uid = ev.uid;
+        a.comm = comm(&ev.comm);
+        a.socket_cookie = ev.socket_cookie;
+        a.matched_by = MatchedBy::from_u8(ev.matched_by)
+            .map_or("", MatchedBy::as_str)
+            .to_string();
+        a
+    }
+
+    fn attribute_key(&mut self, key: &DedupKey) -> Attribution {
+        let cgroup_path = self.cgroups.path_of(key.cgroup_id).unwrap_or_default();
+        let pod = cgroups::pod_ref(&cgroup_path).unwrap_or_default();
+        let (exe, cmdline) = cgroups::process_details(key.tgid);
+        Attribution {
+            pid: key.tgid,
+            netns_inode: cgroups::netns_inode(key.tgid),
+            cgroup_path,
+            pod_uid: pod.pod_uid,
+            container_id: pod.container_id,
+            exe,
+            cmdline,
+            ..Default::default()
+        }
+    }
+}
+
+fn read_event(bytes: &[u8]) -> MatchEvent {
+    let mut ev = std::mem::MaybeUninit::<MatchEvent>::zeroed();
+    let n = size_of::<MatchEvent>().min(bytes.len());
+    // MatchEvent is repr(C) plain data (aya::Pod), so any bytes are a valid value; this copy is
+    // the one place the agent reinterprets kernel bytes.
+    #[allow(unsafe_code)]
+    // SAFETY: n bytes fit in both; the zeroed remainder is valid; every bit pattern is valid.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), ev.as_mut_ptr().cast::<u8>(), n);
+        ev.assume_init()
+    }
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+fn endpoint(family: u16, addr: &[u8; 16], port: u16) -> Endpoint {
+    let ip = if family == AF_INET {
+        IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*addr))
+    };
+    Endpoint {
+        ip: ip.to_string(),
+        port: u32::from(port),
+    }
+}

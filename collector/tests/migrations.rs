@@ -1,0 +1,76 @@
+//! Schema migrations against the real ClickHouse engine: the second run is a no-op, through the
+//! library and through `collector migrate`.
+#![allow(clippy::unwrap_used)]
+use gatehouse_collector::config::{ClickHouseArgs, Compression, SchemaArgs};
+use gatehouse_tests::clickhouse::TestClickHouse;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_and_rerun_as_a_no_op() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = TestClickHouse::start(tmp.path()).await.unwrap();
+    let args = ClickHouseArgs {
+        clickhouse_url: ch.url.clone(),
+        clickhouse_database: ch.database.clone(),
+        clickhouse_user: None,
+        clickhouse_password: None,
+        clickhouse_compression: if ch.compression {
+            Compression::Lz4
+        } else {
+            Compression::None
+        },
+    };
+    let schema = SchemaArgs {
+        recordings_ttl_days: 365,
+        frames_ttl_days: 30,
+        alerts_ttl_days: 30,
+        rollup_ttl_days: 90,
+        audit_ttl_days: 400,
+        clickhouse_cluster: None,
+    };
+    let first = gatehouse_collector::schema::migrate(&args, &schema)
+        .await
+        .unwrap();
+    assert_eq!(first.applied, vec![1, 2]);
+    let tables =
+        "SELECT name, engine FROM system.tables WHERE database = currentDatabase() ORDER BY name";
+    let before = ch.query_text(tables).await.unwrap();
+    for t in [
+        "access_audit",
+        "alerts",
+        "events",
+        "events_hourly",
+        "sessions",
+        "schema_migrations",
+    ] {
+        assert!(before.contains(t), "{t} missing:\n{before}");
+    }
+    let ddl = ch.query_text("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'alerts'").await.unwrap();
+    assert!(
+        ddl.contains("toIntervalDay(30)") && ddl.contains("ttl_only_drop_parts = 1"),
+        "{ddl}"
+    );
+
+    let second = gatehouse_collector::schema::migrate(&args, &schema)
+        .await
+        .unwrap();
+    assert!(second.applied.is_empty(), "{second:?}");
+    let out = std::process::Command::new(gatehouse_tests::binaries::path("collector").unwrap())
+        .arg("migrate")
+        .args(ch.collector_args())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("applied now: []"));
+    assert_eq!(ch.query_text(tables).await.unwrap(), before);
+    assert_eq!(
+        ch.query_text("SELECT count() FROM schema_migrations")
+            .await
+            .unwrap()
+            .trim(),
+        "2"
+    );
+}

@@ -1,0 +1,602 @@
+//! Splits one direction of an upgraded connection into channel pieces, frame by frame, and
+//! says how far the bytes form whole frames (only those are forwarded, after recording).
+use super::channel::{self, Kind};
+use super::spdy::{self, HeaderInflater, SpdyError};
+use super::ws::{self, Assembler, Message, WsError};
+use bytes::{Bytes, BytesMut};
+use gatehouse_proto::v1::{StreamChannel, StreamDirection, TerminalSize};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::Arc;
+
+/// How the upgraded connection frames its bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Remote command or legacy port-forward channels in WebSocket messages.
+    WebSocket { protocol: String, base64: bool },
+    /// SPDY/3.1, one stream per channel (or per port-forward connection and kind).
+    Spdy { protocol: String },
+    /// SPDY/3.1 bytes carried in WebSocket binary messages (kubectl ≥ 1.31 port-forward).
+    SpdyOverWebSocket,
+}
+
+impl Transport {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transport::WebSocket { .. } => "websocket",
+            Transport::Spdy { .. } => "spdy",
+            Transport::SpdyOverWebSocket => "spdy-over-websocket",
+        }
+    }
+
+    pub fn protocol(&self) -> String {
+        match self {
+            Transport::WebSocket { protocol, .. } | Transport::Spdy { protocol } => {
+                protocol.clone()
+            }
+            Transport::SpdyOverWebSocket => "SPDY/3.1+portforward.k8s.io".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemuxError {
+    #[error(transparent)]
+    Ws(#[from] WsError),
+    #[error(transparent)]
+    Spdy(#[from] SpdyError),
+    #[error("unknown stream channel {0}")]
+    UnknownChannel(u8),
+    #[error("unknown SPDY stream type {0:?}")]
+    UnknownStreamType(String),
+    #[error("SPDY data on stream {0}, which was never opened")]
+    UnknownStream(u32),
+    #[error("a {0} message on a binary-only stream protocol")]
+    UnexpectedMessage(&'static str),
+    #[error("a base64 channel message does not decode")]
+    BadBase64,
+}
+
+/// One channel's bytes from one frame.
+#[derive(Clone, Debug)]
+pub struct Piece {
+    pub direction: StreamDirection,
+    pub channel: StreamChannel,
+    pub data: Bytes,
+    pub resize: Option<TerminalSize>,
+    pub port: u32,
+    pub connection: String,
+}
+
+/// What one call to [`Demux::feed`] found.
+#[derive(Debug, Default)]
+pub struct Fed {
+    pub pieces: Vec<Piece>,
+    /// Bytes at the front of the input that form whole frames.
+    pub used: usize,
+    /// Ranges within `..used` not to forward (echoes of the gateway's own pings).
+    pub skip: Vec<Range<usize>>,
+    /// Pings to answer on behalf of nobody: none today; peers answer their own pings.
+    pub orderly_close: bool,
+}
+
+#[derive(Clone, Debug)]
+struct SpdyStream {
+    channel: StreamChannel,
+    port: u32,
+    connection: String,
+}
+
+/// State both directions need: SPDY streams are opened by the client and used by both.
+#[derive(Debug, Default)]
+pub struct Shared {
+    spdy_streams: HashMap<u32, SpdyStream>,
+    /// Ping ids the gateway sent on its own (keepalive); their echoes are not forwarded.
+    pub gateway_pings: HashSet<u32>,
+    /// Legacy WebSocket port-forward: channels whose 2-byte port prefix was already seen.
+    ws_port_prefix_seen: HashSet<u8>,
+}
+
+impl Shared {
+    /// The SPDY stream carrying the remote command's status, once the client opened it.
+    pub fn error_stream(&self) -> Option<u32> {
+        self.spdy_streams
+            .iter()
+            .find(|(_, s)| s.channel == StreamChannel::Error)
+            .map(|(id, _)| *id)
+    }
+}
+
+pub struct Demux {
+    direction: StreamDirection,
+    kind: Kind,
+    transport: Transport,
+    ports: Vec<u32>,
+    assembler: Assembler,
+    inflater: HeaderInflater,
+    tunnel: BytesMut,
+    max_frame: usize,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl Demux {
+    pub fn new(
+        direction: StreamDirection,
+        kind: Kind,
+        transport: Transport,
+        ports: Vec<u32>,
+        max_frame: usize,
+        shared: Arc<Mutex<Shared>>,
+    ) -> Self {
+        Demux {
+            direction,
+            kind,
+            transport,
+            ports,
+            assembler: Assembler::new(max_frame),
+            inflater: HeaderInflater::default(),
+            tunnel: BytesMut::new(),
+            max_frame,
+            shared,
+        }
+    }
+
+    fn sender(&self) -> ws::Sender {
+        if self.direction == StreamDirection::ToContainer {
+            ws::Sender::Client
+        } else {
+            ws::Sender::Server
+        }
+    }
+
+    pub fn feed(&mut self, buf: &[u8]) -> Result<Fed, DemuxError> {
+        let mut fed = Fed::default();
+        match self.transport.clone() {
+            Transport::Spdy { .. } => {
+                while let Some((frame, n)) =
+                    spdy::decode(&buf[fed.used..], &mut self.inflater, self.max_frame)?
+                {
+                    let at = fed.used;
+                    fed.used += n;
+                    if self.spdy_frame(frame, &mut fed.pieces, &mut fed.orderly_close)? {
+                        fed.skip.push(at..at + n);
+                    }
+                }
+            }
+            Transport::WebSocket { base64, .. } => {
+                while let Some((frame, n)) =
+                    ws::decode(&buf[fed.used..], self.sender(), self.max_frame)?
+                {
+                    fed.used += n;
+                    if let Some(msg) = self.assembler.push(frame)? {
+                        self.ws_message(msg, base64, &mut fed)?;
+                    }
+                }
+            }
+            Transport::SpdyOverWebSocket => {
+                while let Some((frame, n)) =
+                    ws::decode(&buf[fed.used..], self.sender(), self.max_frame)?
+                {
+                    fed.used += n;
+                    match self.assembler.push(frame)? {
+                        Some(Message::Binary(b)) => self.tunnel.extend_from_slice(&b),
+                        Some(Message::Text(_)) => {
+                            return Err(DemuxError::UnexpectedMessage("text"));
+                        }
+                        Some(Message::Close { .. }) => fed.orderly_close = true,
+                        _ => {}
+                    }
+                    // SPDY frames inside the tunnel may span messages: decode what is whole.
+                    let mut at = 0;
+                    while let Some((frame, n)) =
+                        spdy::decode(&self.tunnel[at..], &mut self.inflater, self.max_frame)?
+                    {
+                        at += n;
+                        let mut closed = false;
+                        self.spdy_frame(frame, &mut fed.pieces, &mut closed)?;
+                    }
+                    let _ = self.tunnel.split_to(at);
+                }
+            }
+        }
+        Ok(fed)
+    }
+
+    fn ws_message(&mut self, msg: Message, base64: bool, fed: &mut Fed) -> Result<(), DemuxError> {
+        let data = match msg {
+            Message::Binary(b) if !base64 => b,
+            Message::Text(t) if base64 => {
+                use base64::Engine as _;
+                let (&c, rest) = t.split_first().ok_or(DemuxError::BadBase64)?;
+                let ch = c.checked_sub(b'0').ok_or(DemuxError::UnknownChannel(c))?;
+                let mut d = vec![ch];
+                d.extend(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(rest)
+                        .map_err(|_| DemuxError::BadBase64)?,
+                );
+                Bytes::from(d)
+            }
+            Message::Binary(_) => return Err(DemuxError::UnexpectedMessage("binary")),
+            Message::Text(_) => return Err(DemuxError::UnexpectedMessage("text")),
+            Message::Close { .. } => {
+                fed.orderly_close = true;
+                return Ok(());
+            }
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+        };
+        // An empty message carries no channel (some servers open channels with one).
+        let Some((&byte, payload)) = data.split_first() else {
+            return Ok(());
+        };
+        let payload = data.slice(data.len() - payload.len()..);
+        if self.kind == Kind::PortForward {
+            // Legacy WebSocket port-forward: channel 2i carries data for the i-th port, 2i+1
+            // its errors; the server's first message on each channel starts with the port.
+            let port = self.ports.get(usize::from(byte / 2)).copied();
+            let Some(port) = port else {
+                return Err(DemuxError::UnknownChannel(byte));
+            };
+            let mut payload = payload;
+            if self.direction == StreamDirection::FromContainer
+                && self.shared.lock().ws_port_prefix_seen.insert(byte)
+            {
+                payload = payload.slice(payload.len().min(2)..);
+            }
+            fed.pieces.push(Piece {
+                direction: self.direction,
+                channel: if byte % 2 == 0 {
+                    StreamChannel::PortData
+                } else {
+                    StreamChannel::PortError
+                },
+                data: payload,
+                resize: None,
+                port,
+                connection: format!("ws-{}", byte / 2),
+            });
+            return Ok(());
+        }
+        let ch = channel::ws_channel(byte).ok_or(DemuxError::UnknownChannel(byte))?;
+        let resize = if ch == StreamChannel::Resize {
+            channel::parse_resize(&payload)
+        } else {
+            None
+        };
+        if ch == StreamChannel::Close
+            && payload
+                .first()
+                .and_then(|b| channel::ws_channel(*b))
+                .is_none()
+        {
+            return Err(DemuxError::UnknownChannel(
+                payload.first().copied().unwrap_or(255),
+            ));
+        }
+        fed.pieces.push(Piece {
+            direction: self.direction,
+            channel: ch,
+            data: payload,
+            resize,
+            port: 0,
+            connection: String::new(),
+        });
+        Ok(())
+    }
+
+    /// Handles one SPDY frame; returns true when the frame is an echo of a gateway ping.
+    fn spdy_frame(
+        &mut self,
+        frame: spdy::Frame,
+        pieces: &mut Vec<Piece>,
+        orderly_close: &mut bool,
+    ) -> Result<bool, DemuxError> {
+        match frame {
+            spdy::Frame::SynStream {
+                stream_id, headers, ..
+            } => {
+                let st = spdy::header(&headers, "streamtype").unwrap_or_default();
+                let channel = if self.kind == Kind::PortForward && st == "error" {
+                    StreamChannel::PortError
+                } else {
+                    channel::spdy_channel(st)
+                        .ok_or_else(|| DemuxError::UnknownStreamType(st.to_string()))?
+                };
+                let port = spdy::header(&headers, "port")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                let connection = spdy::header(&headers, "requestid")
+                    .unwrap_or_default()
+                    .to_string();
+                self.shared.lock().spdy_streams.insert(
+                    stream_id,
+                    SpdyStream {
+                        channel,
+                        port,
+                        connection,
+                    },
+                );
+            }
+            spdy::Frame::Data {
+                stream_id,
+                fin,
+                data,
+            } => {
+                let stream = self
+                    .shared
+                    .lock()
+                    .spdy_streams
+                    .get(&stream_id)
+                    .cloned()
+                    .ok_or(DemuxError::UnknownStream(stream_id))?;
+                if !data.is_empty() {
+                    let resize = if stream.channel == StreamChannel::Resize {
+                        channel::parse_resize(&data)
+                    } else {
+                        None
+                    };
+                    pieces.push(Piece {
+                        direction: self.direction,
+                        channel: stream.channel,
+                        data,
+                        resize,
+                        port: stream.port,
+                        connection: stream.connection.clone(),
+                    });
+                }
+                if fin {
+                    pieces.push(close_piece(self.direction, &stream));
+                }
+            }
+            spdy::Frame::RstStream { stream_id, .. } => {
+                if let Some(stream) = self.shared.lock().spdy_streams.get(&stream_id).cloned() {
+                    pieces.push(close_piece(self.direction, &stream));
+                }
+            }
+            spdy::Frame::GoAway { .. } => *orderly_close = true,
+            spdy::Frame::Ping(id) => return Ok(self.shared.lock().gateway_pings.remove(&id)),
+            spdy::Frame::SynReply { .. }
+            | spdy::Frame::HeadersFrame { .. }
+            | spdy::Frame::Settings
+            | spdy::Frame::WindowUpdate { .. }
+            | spdy::Frame::Unknown(_) => {}
+        }
+        Ok(false)
+    }
+}
+
+fn close_piece(direction: StreamDirection, stream: &SpdyStream) -> Piece {
+    Piece {
+        direction,
+        channel: StreamChannel::Close,
+        data: Bytes::from(vec![channel::channel_byte(stream.channel).unwrap_or(0)]),
+        resize: None,
+        port: stream.port,
+        connection: stream.connection.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bytes::BufMut;
+
+    fn demux(dir: StreamDirection, kind: Kind, t: Transport) -> Demux {
+        Demux::new(dir, kind, t, vec![8080], 1 << 20, Arc::default())
+    }
+
+    fn v5() -> Transport {
+        Transport::WebSocket {
+            protocol: "v5.channel.k8s.io".into(),
+            base64: false,
+        }
+    }
+
+    #[test]
+    fn websocket_channels_split_and_partial_frames_wait() {
+        let mut d = demux(StreamDirection::ToContainer, Kind::Exec, v5());
+        let mut b = BytesMut::new();
+        ws::encode(&mut b, true, ws::OP_BINARY, b"\x00ls\n", Some([1, 2, 3, 4]));
+        ws::encode(
+            &mut b,
+            true,
+            ws::OP_BINARY,
+            b"\x04{\"Width\":80,\"Height\":24}",
+            Some([5, 6, 7, 8]),
+        );
+        let whole = b.len();
+        ws::encode(&mut b, true, ws::OP_BINARY, b"\xff\x00", Some([0, 0, 0, 1]));
+        let fed = d.feed(&b[..b.len() - 1]).unwrap();
+        assert_eq!(fed.used, whole, "the partial close message is held back");
+        assert_eq!(fed.pieces[0].channel, StreamChannel::Stdin);
+        assert_eq!(&fed.pieces[0].data[..], b"ls\n");
+        let fed = d.feed(&b[whole..]).unwrap();
+        assert_eq!(fed.pieces[0].channel, StreamChannel::Close);
+        assert_eq!(&fed.pieces[0].data[..], b"\x00");
+    }
+
+    #[test]
+    fn websocket_resize_is_parsed() {
+        let mut d = demux(StreamDirection::ToContainer, Kind::Exec, v5());
+        let mut b = BytesMut::new();
+        ws::encode(
+            &mut b,
+            true,
+            ws::OP_BINARY,
+            b"\x04{\"Width\":100,\"Height\":30}",
+            Some([9, 9, 9, 9]),
+        );
+        let fed = d.feed(&b).unwrap();
+        let r = fed.pieces[0].resize.unwrap();
+        assert_eq!((r.width, r.height), (100, 30));
+    }
+
+    #[test]
+    fn unknown_channel_is_an_error() {
+        let mut d = demux(StreamDirection::FromContainer, Kind::Exec, v5());
+        let mut b = BytesMut::new();
+        ws::encode(&mut b, true, ws::OP_BINARY, b"\x07boo", None);
+        assert!(matches!(d.feed(&b), Err(DemuxError::UnknownChannel(7))));
+        let mut b = BytesMut::new();
+        ws::encode(&mut b, true, ws::OP_BINARY, b"\xff\x09", Some([1, 1, 1, 1]));
+        let mut d = demux(StreamDirection::ToContainer, Kind::Exec, v5());
+        assert!(matches!(d.feed(&b), Err(DemuxError::UnknownChannel(9))));
+    }
+
+    #[test]
+    fn unmasked_client_frame_is_an_error() {
+        let mut d = demux(StreamDirection::ToContainer, Kind::Exec, v5());
+        let mut b = BytesMut::new();
+        ws::encode(&mut b, true, ws::OP_BINARY, b"\x00hi", None);
+        assert!(matches!(d.feed(&b), Err(DemuxError::Ws(WsError::Unmasked))));
+    }
+
+    #[test]
+    fn text_message_on_binary_protocol_is_an_error() {
+        let mut d = demux(StreamDirection::FromContainer, Kind::Exec, v5());
+        let mut b = BytesMut::new();
+        ws::encode(&mut b, true, ws::OP_TEXT, b"1hi", None);
+        assert!(matches!(
+            d.feed(&b),
+            Err(DemuxError::UnexpectedMessage("text"))
+        ));
+    }
+
+    #[test]
+    fn base64_protocol_decodes_channels() {
+        let mut d = demux(
+            StreamDirection::FromContainer,
+            Kind::Exec,
+            Transport::WebSocket {
+                protocol: "v4.base64.channel.k8s.io".into(),
+                base64: true,
+            },
+        );
+        let mut b = BytesMut::new();
+        ws::encode(&mut b, true, ws::OP_TEXT, b"1aGk=", None);
+        let fed = d.feed(&b).unwrap();
+        assert_eq!(fed.pieces[0].channel, StreamChannel::Stdout);
+        assert_eq!(&fed.pieces[0].data[..], b"hi");
+    }
+
+    #[test]
+    fn spdy_streams_map_both_directions_and_gateway_ping_echoes_are_skipped() {
+        let shared: Arc<Mutex<Shared>> = Arc::default();
+        let t = Transport::Spdy {
+            protocol: "v4.channel.k8s.io".into(),
+        };
+        let mut up = Demux::new(
+            StreamDirection::ToContainer,
+            Kind::Exec,
+            t.clone(),
+            vec![],
+            1 << 20,
+            shared.clone(),
+        );
+        let mut down = Demux::new(
+            StreamDirection::FromContainer,
+            Kind::Exec,
+            t,
+            vec![],
+            1 << 20,
+            shared.clone(),
+        );
+        let mut z = spdy::HeaderDeflater::new().unwrap();
+        let mut b = BytesMut::new();
+        spdy::encode_syn_stream(&mut b, &mut z, 1, 0, &[("streamtype", "stdout")]).unwrap();
+        spdy::encode_syn_stream(&mut b, &mut z, 3, 0, &[("streamtype", "stdin")]).unwrap();
+        spdy::encode_data(&mut b, 3, true, b"input");
+        let fed = up.feed(&b).unwrap();
+        assert_eq!(fed.used, b.len());
+        assert_eq!(fed.pieces.len(), 2);
+        assert_eq!(fed.pieces[1].channel, StreamChannel::Close);
+        shared.lock().gateway_pings.insert(42);
+        let mut b = BytesMut::new();
+        spdy::encode_data(&mut b, 1, false, b"output");
+        let ping_at = b.len();
+        spdy::encode_ping(&mut b, 42);
+        spdy::encode_data(&mut b, 99, false, b"x");
+        let err = down.feed(&b).unwrap_err();
+        assert!(matches!(err, DemuxError::UnknownStream(99)));
+        // That failed feed consumed the echo; a real relay ends the stream there.
+        shared.lock().gateway_pings.insert(42);
+        let fed = down.feed(&b[..ping_at + 12]).unwrap();
+        assert_eq!(fed.pieces[0].channel, StreamChannel::Stdout);
+        assert_eq!(fed.skip, vec![ping_at..ping_at + 12]);
+    }
+
+    #[test]
+    fn spdy_unknown_stream_type_is_an_error() {
+        let mut d = demux(
+            StreamDirection::ToContainer,
+            Kind::Exec,
+            Transport::Spdy {
+                protocol: "v4.channel.k8s.io".into(),
+            },
+        );
+        let mut z = spdy::HeaderDeflater::new().unwrap();
+        let mut b = BytesMut::new();
+        spdy::encode_syn_stream(&mut b, &mut z, 1, 0, &[("streamtype", "video")]).unwrap();
+        assert!(matches!(d.feed(&b), Err(DemuxError::UnknownStreamType(_))));
+    }
+
+    #[test]
+    fn spdy_over_websocket_port_forward_tracks_connections() {
+        let mut d = demux(
+            StreamDirection::ToContainer,
+            Kind::PortForward,
+            Transport::SpdyOverWebSocket,
+        );
+        let mut z = spdy::HeaderDeflater::new().unwrap();
+        let mut inner = BytesMut::new();
+        spdy::encode_syn_stream(
+            &mut inner,
+            &mut z,
+            1,
+            0,
+            &[
+                ("streamtype", "error"),
+                ("port", "8080"),
+                ("requestid", "0"),
+            ],
+        )
+        .unwrap();
+        spdy::encode_syn_stream(
+            &mut inner,
+            &mut z,
+            3,
+            0,
+            &[("streamtype", "data"), ("port", "8080"), ("requestid", "0")],
+        )
+        .unwrap();
+        spdy::encode_data(&mut inner, 3, false, b"ping");
+        // Split the SPDY bytes across two WebSocket messages.
+        let mut b = BytesMut::new();
+        let half = inner.len() - 3;
+        ws::encode(
+            &mut b,
+            true,
+            ws::OP_BINARY,
+            &inner[..half],
+            Some([1, 2, 3, 4]),
+        );
+        ws::encode(
+            &mut b,
+            true,
+            ws::OP_BINARY,
+            &inner[half..],
+            Some([4, 3, 2, 1]),
+        );
+        let fed = d.feed(&b).unwrap();
+        assert_eq!(fed.used, b.len());
+        assert_eq!(fed.pieces.len(), 1);
+        assert_eq!(fed.pieces[0].channel, StreamChannel::PortData);
+        assert_eq!(fed.pieces[0].port, 8080);
+        assert_eq!(fed.pieces[0].connection, "0");
+        let mut bad = BytesMut::new();
+        bad.put_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(d.feed(&bad).is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! Relays an upgraded connection in both directions. Each direction is read, split into whole
+//! frames, recorded, and only then forwarded (fail-closed); a partial frame waits for its rest.
+//! The gateway sends its own keepalive pings and sets no read deadline on a quiet stream.
+use super::channel::{self, Kind, Target};
+use super::demux::{Demux, DemuxError, Shared, Transport};
+use super::record::StreamRecorder;
+use super::{StreamSettings, spdy, ws};
+use bytes::{Buf, BytesMut};
+use gatehouse_proto::v1::StreamDirection;
+use parking_lot::Mutex as SyncMutex;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::Mutex;
+
+/// Either side of the relay: the caller's or the API server's upgraded connection.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+type Writer = Arc<Mutex<WriteHalf<Box<dyn Io>>>>;
+
+/// How one direction ended.
+#[derive(Debug)]
+enum End {
+    /// The sender closed its side; `orderly` if the protocol's close came first.
+    Eof {
+        orderly: bool,
+    },
+    Io(std::io::Error),
+    Bad(DemuxError),
+    Record(String),
+}
+
+/// How the stream ended: `aborted` unless it closed the protocol's way.
+#[derive(Debug)]
+pub struct Outcome {
+    pub aborted: bool,
+    pub error: Option<String>,
+}
+
+struct Side {
+    transport: Transport,
+    kind: Kind,
+    shared: Arc<SyncMutex<Shared>>,
+}
+
+impl Side {
+    /// A keepalive ping towards the caller (`to_client`) or the API server.
+    fn ping(&self, to_client: bool, n: u32) -> BytesMut {
+        let mut out = BytesMut::new();
+        match &self.transport {
+            Transport::Spdy { .. } => {
+                // Server-initiated ping ids are even, client-initiated odd (SPDY/3 §2.6.5); the
+                // high range keeps clear of the peers' own counters.
+                let id = 0x7F00_0000u32 + n.wrapping_mul(2) % 0x00FF_FFF0 + u32::from(!to_client);
+                self.shared.lock().gateway_pings.insert(id);
+                spdy::encode_ping(&mut out, id);
+            }
+            _ => {
+                let mask = (!to_client).then(mask);
+                ws::encode(&mut out, true, ws::OP_PING, b"gatehouse", mask);
+            }
+        }
+        out
+    }
+
+    /// What closes the stream with `message`: towards the caller, the error channel first
+    /// (kubectl prints it) and then the protocol's close; towards the API server, the close.
+    fn close_with_error(&self, to_client: bool, message: &str) -> BytesMut {
+        let mut out = BytesMut::new();
+        let status = channel::failure_status(message);
+        match &self.transport {
+            Transport::WebSocket { base64: false, .. } => {
+                if to_client && self.kind != Kind::PortForward {
+                    let mut m = vec![3u8];
+                    m.extend_from_slice(&status);
+                    ws::encode(&mut out, true, ws::OP_BINARY, &m, None);
+                }
+                let close = ws::close_payload(ws::CLOSE_PROTOCOL_ERROR, message);
+                ws::encode(
+                    &mut out,
+                    true,
+                    ws::OP_CLOSE,
+                    &close,
+                    (!to_client).then(mask),
+                );
+            }
+            Transport::WebSocket { .. } | Transport::SpdyOverWebSocket => {
+                let close = ws::close_payload(ws::CLOSE_PROTOCOL_ERROR, message);
+                ws::encode(
+                    &mut out,
+                    true,
+                    ws::OP_CLOSE,
+                    &close,
+                    (!to_client).then(mask),
+                );
+            }
+            Transport::Spdy { .. } => {
+                if to_client && let Some(id) = self.shared.lock().error_stream() {
+                    spdy::encode_data(&mut out, id, true, &status);
+                }
+                spdy::encode_goaway(&mut out, 0, spdy::RST_PROTOCOL_ERROR);
+            }
+        }
+        out
+    }
+}
+
+fn mask() -> [u8; 4] {
+    let id = uuid::Uuid::new_v4();
+    let b = id.as_bytes();
+    [b[0], b[1], b[2], b[3]]
+}
+
+/// Relays until both sides are done, or one misbehaves. Never returns early on a quiet stream.
+pub async fn run(
+    client: Box<dyn Io>,
+    upstream: Box<dyn Io>,
+    target: &Target,
+    transport: Transport,
+    settings: &StreamSettings,
+    rec: Arc<StreamRecorder>,
+) -> Outcome {
+    let shared: Arc<SyncMutex<Shared>> = Arc::default();
+    let side = Arc::new(Side {
+        transport: transport.clone(),
+        kind: target.kind,
+        shared: shared.clone(),
+    });
+    let (client_r, client_w) = tokio::io::split(client);
+    let (up_r, up_w) = tokio::io::split(upstream);
+    let client_w: Writer = Arc::new(Mutex::new(client_w));
+    let up_w: Writer = Arc::new(Mutex::new(up_w));
+    let demux = |dir| {
+        Demux::new(
+            dir,
+            target.kind,
+            transport.clone(),
+            target.ports.clone(),
+            settings.max_frame,
+            shared.clone(),
+        )
+    };
+    let mut to_container = Box::pin(pump(
+        client_r,
+        up_w.clone(),
+        demux(StreamDirection::ToContainer),
+        rec.clone(),
+        side.clone(),
+        false,
+        settings.keepalive,
+    ));
+    let mut from_container = Box::pin(pump(
+        up_r,
+        client_w.clone(),
+        demux(StreamDirection::FromContainer),
+        rec.clone(),
+        side.clone(),
+        true,
+        settings.keepalive,
+    ));
+    let (first_is_client, end) = tokio::select! {
+        e = &mut to_container => (true, e),
+        e = &mut from_container => (false, e),
+    };
+    let who = if first_is_client {
+        "the caller"
+    } else {
+        "the API server"
+    };
+    tracing::debug!(?end, who, "stream direction ended");
+    let failure = match &end {
+        End::Bad(e) => Some(format!(
+            "gatehouse: closed the {} stream because {who} sent bad input: {e}",
+            target.kind.as_str()
+        )),
+        End::Record(e) => Some(format!(
+            "gatehouse: closed the {} stream because it could not be recorded: {e}",
+            target.kind.as_str()
+        )),
+        _ => None,
+    };
+    if let Some(message) = failure {
+        tracing::warn!(%message, "ending a stream");
+        write(&client_w, &side.close_with_error(true, &message)).await;
+        write(&up_w, &side.close_with_error(false, &message)).await;
+        shutdown(&client_w).await;
+        shutdown(&up_w).await;
+        return Outcome {
+            aborted: true,
+            error: Some(message),
+        };
+    }
+    // The first side is done sending: pass the half-close on, then give the other side a grace
+    // period to finish (a command's last output and exit status).
+    let (other_w, rest) = if first_is_client {
+        (&up_w, &mut from_container)
+    } else {
+        (&client_w, &mut to_container)
+    };
+    shutdown(other_w).await;
+    let client_vanished = first_is_client
+        && target.kind != Kind::PortForward
+        && !matches!(end, End::Eof { orderly: true })
+        && !rec.saw_status();
+    let second = tokio::time::timeout(settings.grace, rest).await;
+    shutdown(&client_w).await;
+    shutdown(&up_w).await;
+    // Go clients close TLS without close_notify once they have the exit status, and
+    // port-forward always ends by the caller going away: neither is a failure.
+    let mut error = match end {
+        End::Io(e)
+            if e.kind() != std::io::ErrorKind::UnexpectedEof
+                && !rec.saw_status()
+                && target.kind != Kind::PortForward =>
+        {
+            Some(format!("{who} connection failed: {e}"))
+        }
+        _ => None,
+    };
+    let second_failed = match second {
+        Err(_) => {
+            error.get_or_insert_with(|| {
+                format!(
+                    "the other side did not finish within {:?} after {who} closed",
+                    settings.grace
+                )
+            });
+            true
+        }
+        Ok(End::Bad(e)) => {
+            error.get_or_insert_with(|| format!("bad input after close: {e}"));
+            true
+        }
+        Ok(End::Record(e)) => {
+            error.get_or_insert(e);
+            true
+        }
+        Ok(End::Io(_)) | Ok(End::Eof { .. }) => false,
+    };
+    if client_vanished {
+        error.get_or_insert_with(|| "the caller disconnected before the command ended".into());
+    }
+    Outcome {
+        aborted: client_vanished || second_failed || error.is_some(),
+        error,
+    }
+}
+
+async fn pump(
+    mut from: ReadHalf<Box<dyn Io>>,
+    to: Writer,
+    mut demux: Demux,
+    rec: Arc<StreamRecorder>,
+    side: Arc<Side>,
+    to_client: bool,
+    keepalive: std::time::Duration,
+) -> End {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    let mut pings = 0u32;
+    let mut orderly = false;
+    loop {
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        tokio::select! {
+            read = from.read_buf(&mut buf) => {
+                match read {
+                    Ok(0) => return End::Eof { orderly },
+                    Ok(_) => {}
+                    Err(e) => return End::Io(e),
+                }
+            }
+            _ = ticker.tick() => {
+                pings = pings.wrapping_add(1);
+                let ping = side.ping(to_client, pings);
+                if !write(&to, &ping).await {
+                    return End::Eof { orderly };
+                }
+                continue;
+            }
+        }
+        let fed = match demux.feed(&buf) {
+            Ok(f) => f,
+            Err(e) => return End::Bad(e),
+        };
+        orderly |= fed.orderly_close;
+        if let Err(e) = rec.pieces(fed.pieces).await {
+            return End::Record(crate::error_chain(&e));
+        }
+        let mut at = 0;
+        let mut ok = true;
+        for r in fed
+            .skip
+            .iter()
+            .chain(std::iter::once(&(fed.used..fed.used)))
+        {
+            if r.start > at {
+                ok &= write(&to, &buf[at..r.start]).await;
+            }
+            at = r.end;
+        }
+        buf.advance(fed.used);
+        if !ok {
+            // The receiver is gone; keep reading so this side's end is seen and recorded.
+            tracing::debug!("stream receiver went away");
+        }
+    }
+}
+
+async fn write(to: &Writer, bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    let mut w = to.lock().await;
+    w.write_all(bytes).await.is_ok() && w.flush().await.is_ok()
+}
+
+async fn shutdown(to: &Writer) {
+    let _ = to.lock().await.shutdown().await;
+}

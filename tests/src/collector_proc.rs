@@ -1,0 +1,149 @@
+//! Runs the real `collector` binary for integration tests: its own TLS and client CAs, a token
+//! file, a dead-letter file in a temp dir, loopback ports learnt from its JSON log.
+use crate::apiserver::tls::{Issued, TestCa};
+use anyhow::Context as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The PKI and token a collector and its clients share, written once per test into a dir.
+pub struct CollectorPki {
+    pub server_ca: TestCa,
+    pub client_ca: TestCa,
+    pub server: Issued,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca_file: PathBuf,
+    pub token_file: PathBuf,
+    /// The ingest token accepted for `gateway-test`.
+    pub token: String,
+}
+
+impl CollectorPki {
+    pub fn write(dir: &Path) -> anyhow::Result<Self> {
+        let server_ca = TestCa::generate()?;
+        let client_ca = TestCa::generate()?;
+        let server = server_ca.issue_server()?;
+        let cert = dir.join("collector.crt");
+        let key = dir.join("collector.key");
+        let client_ca_file = dir.join("client-ca.crt");
+        let token_file = dir.join("ingest-tokens");
+        std::fs::write(&cert, &server.cert_pem)?;
+        std::fs::write(&key, &server.key_pem)?;
+        std::fs::write(&client_ca_file, &client_ca.pem)?;
+        let token = format!("tok-{}", uuid::Uuid::new_v4().simple());
+        std::fs::write(&token_file, format!("# name token\ngateway-test {token}\n"))?;
+        Ok(Self {
+            server_ca,
+            client_ca,
+            server,
+            cert,
+            key,
+            client_ca_file,
+            token_file,
+            token,
+        })
+    }
+
+    /// Flags for TLS, mTLS (client `gateway-test` allowed) and the token file.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            format!("--tls-cert={}", self.cert.display()),
+            format!("--tls-key={}", self.key.display()),
+            format!("--client-ca-file={}", self.client_ca_file.display()),
+            "--ingest-clients=gateway-test,agent-test".to_string(),
+            format!("--ingest-token-file={}", self.token_file.display()),
+        ]
+    }
+}
+
+pub struct CollectorProc {
+    child: Child,
+    /// 127.0.0.1:PORT of the gRPC listener.
+    pub addr: String,
+    pub dead_letter: PathBuf,
+    pub log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+}
+
+impl Drop for CollectorProc {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+impl CollectorProc {
+    /// Starts `collector serve` on loopback port 0 (or `port`) with `args`; waits until it listens.
+    pub async fn start(dir: &Path, port: u16, args: &[String]) -> anyhow::Result<Self> {
+        let bin = crate::binaries::path("collector")?;
+        let dead_letter = dir.join("dead-letter.ndjson");
+        let mut child = Command::new(bin)
+            .arg("serve")
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .arg("--ops-listen=127.0.0.1:0")
+            .arg(format!("--dead-letter-file={}", dead_letter.display()))
+            .args(args)
+            .env("LOG_FORMAT", "json")
+            .env("LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the collector binary")?;
+        let stderr = child.stderr.take().context("collector stderr")?;
+        let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let mut lines = BufReader::new(stderr).lines();
+        let wait = async {
+            while let Some(line) = lines.next_line().await? {
+                log.lock().push(line.clone());
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["fields"]["message"] == "collector listening"
+                {
+                    return Ok::<_, anyhow::Error>(
+                        v["fields"]["listen"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
+                }
+            }
+            anyhow::bail!("the collector exited before listening")
+        };
+        let addr = match tokio::time::timeout(Duration::from_secs(60), wait).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => anyhow::bail!("{e}; log:\n{}", log.lock().join("\n")),
+            Err(_) => anyhow::bail!(
+                "the collector did not listen within 60s; log:\n{}",
+                log.lock().join("\n")
+            ),
+        };
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().push(line);
+            }
+        });
+        Ok(Self {
+            child,
+            addr,
+            dead_letter,
+            log,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGKILL: the collector dies wherever it is.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
