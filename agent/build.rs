@@ -9,9 +9,14 @@ use std::{env, path::PathBuf, process::Command};
 
 use anyhow::{Context as _, anyhow};
 
+// `--version`: git revision and build date, shared with the other binaries.
+#[path = "../build/version.rs"]
+mod version;
+
 const OBJECT: &str = "gatehouse-agent-ebpf";
 
 fn main() -> anyhow::Result<()> {
+    version::emit();
     println!("cargo:rerun-if-env-changed=CI");
     println!("cargo:rerun-if-env-changed=GATEHOUSE_REQUIRE_EBPF");
     println!("cargo:rerun-if-env-changed=PATH");

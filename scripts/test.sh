@@ -21,6 +21,12 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build (the binaries the integration tests run)"
 cargo build --workspace --bins --locked
+echo "== dist: each shipped binary's --version/--help, the agent's eBPF object has BTF"
+# The dev profile through the same path as the images; the LTO release build (`cargo xtask dist`,
+# > 6 min cold on 2 cores) is a release step, see README "Container images".
+cargo xtask dist --profile dev
+echo "== Dockerfile and compose lint"
+scripts/check-dist-files.sh
 echo "== cargo test"
 cargo test --workspace --locked --no-fail-fast
 echo "== helm lint"

@@ -13,7 +13,8 @@ pub enum ModeArg {
 
 /// Flags API-server connections that bypass the gateway; optionally refuses them.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "gatehouse-agent", version)]
+// `version`: crate version, git revision and build date (build.rs).
+#[command(name = "gatehouse-agent", version = env!("GATEHOUSE_VERSION"))]
 pub struct Args {
     /// API-server endpoints: `KIND=ADDR:PORT`, KIND one of service_vip, endpoint_ip, node_ip,
     /// external (ADDR may be a CIDR: `10.0.0.0/24:6443`, `[fd00::/64]:443`) or dns (a host name,

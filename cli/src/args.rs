@@ -5,7 +5,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(
     name = "gatehouse",
-    version,
+    // Crate version, git revision and build date (build.rs).
+    version = env!("GATEHOUSE_VERSION"),
     about = "Query and replay gatehouse session transcripts"
 )]
 pub struct Cli {
@@ -65,6 +66,36 @@ pub enum Cmd {
         session: String,
         #[arg(long, value_enum, default_value = "json")]
         format: ExportFormat,
+    },
+    /// Check policy files.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+/// `gatehouse policy …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Evaluate a kubectl command against a policy file and explain which rule decides.
+    Test {
+        /// The policy file (YAML).
+        file: PathBuf,
+        /// The caller's username.
+        #[arg(long = "as", env = "GATEHOUSE_AS")]
+        user: String,
+        /// A group of the caller (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// The caller's IP address.
+        #[arg(long, default_value = "127.0.0.1")]
+        source: String,
+        /// When the request happens: RFC 3339 or a duration ago (default: now).
+        #[arg(long)]
+        at: Option<String>,
+        /// The kubectl command, e.g. "kubectl delete ns payments".
+        #[arg(long)]
+        request: String,
     },
 }
 

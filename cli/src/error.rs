@@ -15,6 +15,10 @@ pub enum CliError {
     Ambiguous { prefix: String, count: usize },
     #[error("invalid time {0:?}: use RFC 3339 (2026-11-21T10:00:00Z) or a duration ago (24h, 7d)")]
     Time(String),
+    #[error("{0}")]
+    Policy(String),
+    #[error("invalid --request: {0}")]
+    Request(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -23,8 +27,11 @@ impl CliError {
     /// 64 for configuration problems (EX_USAGE-like for config), 2 for bad input, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoJournal(_) => 64,
-            CliError::NoSession(_) | CliError::Ambiguous { .. } | CliError::Time(_) => 2,
+            CliError::NoJournal(_) | CliError::Policy(_) => 64,
+            CliError::NoSession(_)
+            | CliError::Ambiguous { .. }
+            | CliError::Time(_)
+            | CliError::Request(_) => 2,
             CliError::Journal(_) | CliError::Decode { .. } | CliError::Output(_) => 1,
         }
     }

@@ -1,14 +1,16 @@
-//! The `gatehouse` CLI: lists sessions, prints a session's ordered kubectl transcript, and
-//! exports sessions as JSON, reading the gateway's local journal.
+//! The `gatehouse` CLI: lists sessions, prints a session's ordered kubectl transcript and
+//! exports sessions as JSON from the gateway's local journal; explains policy decisions.
 mod args;
 mod error;
 mod events;
 mod export;
+mod kubectl_request;
+mod policy;
 mod sessions;
 mod show;
 mod time;
 
-pub use args::{Cli, Cmd, ExportFormat, Source};
+pub use args::{Cli, Cmd, ExportFormat, PolicyCmd, Source};
 pub use error::CliError;
 pub use sessions::SessionSummary;
 
@@ -54,6 +56,25 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let events = events::load(&source)?;
             let id = sessions::resolve(&events, &session)?;
             export::write(&events, &id, format, out)
+        }
+        Cmd::Policy {
+            cmd:
+                PolicyCmd::Test {
+                    file,
+                    user,
+                    groups,
+                    source,
+                    at,
+                    request,
+                },
+        } => {
+            let caller = policy::Caller {
+                user: &user,
+                groups: &groups,
+                source: &source,
+                at: at.as_deref(),
+            };
+            policy::test(&file, &caller, &request, out)
         }
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(
     name = "collector",
-    version,
+    // Crate version, git revision and build date (build.rs).
+    version = env!("GATEHOUSE_VERSION"),
     about = "gatehouse collector: ingest into ClickHouse, query, replay"
 )]
 pub struct Cli {

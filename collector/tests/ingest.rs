@@ -200,7 +200,11 @@ async fn clickhouse_outage_holds_the_journal_then_delivers_everything() {
     let shipper = Shipper::new(j.clone(), cfg).unwrap();
     let metrics = shipper.metrics().clone();
     let task = tokio::spawn(shipper.run(tokio::time::sleep(Duration::from_secs(120))));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Wait (bounded) for the push-back, however slow a loaded CI machine is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while metrics.retries.get() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         j.acked_offset(),
         0,
@@ -211,13 +215,16 @@ async fn clickhouse_outage_holds_the_journal_then_delivers_everything() {
         metrics.retries.get() > 0,
         "the full write queue pushed back (RESOURCE_EXHAUSTED) and the shipper backed off"
     );
-    assert!(
+    let retried = || {
         col.log
             .lock()
             .iter()
-            .any(|l| l.contains("ClickHouse insert failed; retrying")),
-        "the collector retries the insert"
-    );
+            .any(|l| l.contains("ClickHouse insert failed; retrying"))
+    };
+    while !retried() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(retried(), "the collector retries the insert");
     ch.resume().await.unwrap();
     assert!(
         wait_acked(&j, Duration::from_secs(60)).await,

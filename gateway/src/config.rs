@@ -52,9 +52,17 @@ pub struct GatewayArgs {
     /// CALLER=TARGET pairs a caller may request with `kubectl --as`; all else is refused.
     #[arg(long, env = "GATEWAY_ALLOW_IMPERSONATION", value_delimiter = ',')]
     pub allow_impersonation: Vec<String>,
+    /// YAML policy file (schema: policy/policy.schema.json), re-read every second; without it
+    /// every authenticated request is allowed.
+    #[arg(long, env = "GATEWAY_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
     /// Name of this gateway instance in transcripts (defaults to the hostname).
     #[arg(long, env = "GATEWAY_INSTANCE")]
     pub instance: Option<String>,
+    /// Runtime worker threads; 0 means one per CPU. Fewer threads mean fewer cross-thread
+    /// wake-ups per request (lower latency) on small nodes shared with other work.
+    #[arg(long, env = "GATEWAY_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
     /// How long in-flight requests may finish after SIGTERM.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod server;
 pub mod shipping;
@@ -14,7 +15,8 @@ pub mod transcript;
 pub mod upstream;
 
 /// Version string printed by `--version`: crate version, git revision and build date.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Set by `build.rs` (`build/version.rs`).
+pub const VERSION: &str = env!("GATEHOUSE_VERSION");
 
 /// An error and its sources on one line: `outer: inner: innermost`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

@@ -4,13 +4,19 @@ use gatehouse_gateway::config::GatewayArgs;
 use gatehouse_gateway::server::Gateway;
 use std::process::ExitCode;
 
+// A proxy allocates and frees many small buffers per request; glibc malloc showed up as ~17%
+// of the gateway's CPU in profiles, mimalloc handles this pattern much better.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = GatewayArgs::parse();
     gatehouse_gateway::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if args.worker_threads > 0 {
+        builder.worker_threads(args.worker_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gateway: cannot start the runtime: {e}");

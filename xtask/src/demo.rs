@@ -31,7 +31,18 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 async fn demo(dir: &Path, tools: &Path) -> anyhow::Result<()> {
-    let api = TestApiServer::start(ApiServerOptions::default()).await?;
+    // The test API server stands in for a cluster; point --kubeconfig at a real one instead.
+    let mut opts = ApiServerOptions::default();
+    opts.objects.push(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "checkout-7b9", "namespace": "payments", "labels": {"app": "checkout"}},
+        "spec": {"containers": [{"name": "app", "image": "ghcr.io/example/checkout:2.3.0"}]}
+    }));
+    opts.logs.content.insert(
+        "payments/checkout-7b9".into(),
+        "2026-11-21T10:00:01Z starting checkout v2.3.0\n2026-11-21T10:00:02Z connected to payments-db\n2026-11-21T10:00:05Z ready on :8080\n".into(),
+    );
+    let api = TestApiServer::start(opts).await?;
     let upstream_kubeconfig = dir.join("upstream.kubeconfig");
     api.write_kubeconfig(&upstream_kubeconfig, GATEWAY_TOKEN)?;
     let issuer = TestIssuer::start().await?;

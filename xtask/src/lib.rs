@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_agent;
 pub mod codegen;
 pub mod demo;
+pub mod dist;
 pub mod tools;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,8 @@ pub enum Cmd {
     },
     /// Run the demo: real kubectl through the real gateway, then the transcript.
     Demo,
+    /// Build the shipped binaries (release: LTO, stripped), check them, print their sizes.
+    Dist(dist::Args),
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -41,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Codegen => codegen::generate(&workspace_root().join("proto/src/gen")),
         Cmd::Demo => demo::run(),
+        Cmd::Dist(args) => dist::run(&args),
         Cmd::Bench { target } if target == "agent" => bench_agent::agent(),
         Cmd::Bench { .. } => bench::gateway(),
     }

@@ -2,6 +2,7 @@
 //! prefix; when the body ends, fails or is dropped, it records the `ResponseFinished` event.
 use crate::body::BoxError;
 use crate::metrics::Metrics;
+use crate::transcript::mask::{self, Masker};
 use crate::transcript::recorder::Recorder;
 use bytes::{Bytes, BytesMut};
 use gatehouse_proto::v1::{Body as BodyRecord, Event, ResponseFinished, event::Payload};
@@ -31,14 +32,32 @@ pub struct Finish {
     pub content_encoding: String,
     /// Set when the body ended; `None` at drop means the caller went away first.
     pub outcome: Option<Result<(), String>>,
+    /// Masks Secret values in what is captured, as it is captured (see `mask_secrets`).
+    pub masker: Option<Masker>,
+    /// Body bytes taken into the capture (before masking).
+    pub consumed: usize,
 }
 
 impl Finish {
     fn observe(&mut self, data: &Bytes) {
         self.total += data.len() as u64;
-        let room = self.cap.saturating_sub(self.captured.len());
-        self.captured
-            .extend_from_slice(&data[..room.min(data.len())]);
+        let room = self.cap.saturating_sub(self.consumed);
+        let take = &data[..room.min(data.len())];
+        self.consumed += take.len();
+        match &mut self.masker {
+            Some(m) => m.feed(take, &mut self.captured),
+            None => self.captured.extend_from_slice(take),
+        }
+    }
+
+    /// The response may carry Secret values: mask them in the capture. A body the masker
+    /// cannot read (protobuf, compressed) is not captured at all.
+    pub fn mask_secrets(&mut self) {
+        if mask::is_json(&self.content_type) && self.content_encoding.is_empty() {
+            self.masker = Some(Masker::new());
+        } else {
+            self.cap = 0;
+        }
     }
 }
 
@@ -62,7 +81,8 @@ impl Drop for Finish {
             duration_nanos: self.started.elapsed().as_nanos() as u64,
             request_bytes,
             body: Some(BodyRecord {
-                truncated: self.total > self.captured.len() as u64,
+                truncated: self.total > self.consumed as u64,
+                masked_values: self.masker.as_ref().map_or(0, Masker::masked),
                 data: std::mem::take(&mut self.captured).freeze(),
                 total_bytes: self.total,
                 content_type: std::mem::take(&mut self.content_type),

@@ -45,6 +45,8 @@ pub struct Proxy {
     pub recorder: Arc<Recorder>,
     pub metrics: Arc<Metrics>,
     pub impersonator: Impersonator,
+    /// `--policy-file`; `None` allows every authenticated request.
+    pub policy: Option<Arc<crate::policy::LivePolicy>>,
 }
 
 /// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1), plus the caller's Host.
@@ -148,6 +150,29 @@ impl Proxy {
         };
         let cmd = command::reconstruct(&kube, &content_type, prefix.captured());
 
+        // Policy: the first matching rule decides. A refusal is recorded and answered 403 before
+        // anything goes upstream.
+        let mut record_payload = true;
+        if let Some(policy) = &self.policy {
+            let req = crate::policy::request_of(&kube, &identity, &client.source_ip);
+            let decision = policy.current().evaluate(&req);
+            if !decision.allowed() {
+                let message = format!("gatehouse: {}", decision.message);
+                return self
+                    .deny(
+                        &identity.username,
+                        base,
+                        kube,
+                        cmd,
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        &message,
+                    )
+                    .await;
+            }
+            record_payload = decision.record_payload;
+        }
+
         // 3. Decide who to impersonate; refuse caller-sent impersonation unless allowed.
         let requested = Impersonator::requested(&parts.headers);
         let target = match self.impersonator.target(&identity, requested.as_ref()) {
@@ -171,10 +196,23 @@ impl Proxy {
         let mut event = base.clone();
         event.payload = Some(Payload::Request(pb::RequestStarted {
             request: Some(kube.clone()),
-            body: Some(prefix.record(
-                &content_type,
-                &header_str(&parts.headers, "content-encoding"),
-            )),
+            body: Some({
+                let mut body = prefix.record(
+                    &content_type,
+                    &header_str(&parts.headers, "content-encoding"),
+                );
+                // `record_payload: false`: the exchange is recorded, its bodies are not.
+                if !record_payload {
+                    body.truncated |= !body.data.is_empty();
+                    body.data = bytes::Bytes::new();
+                }
+                // Secret values never reach the journal (the API server still gets them).
+                if crate::transcript::mask::applies_to(&kube) {
+                    crate::transcript::mask::record(body)
+                } else {
+                    body
+                }
+            }),
             command: cmd,
             upstream_as: Some(target.clone()),
         }));
@@ -239,7 +277,12 @@ impl Proxy {
             content_type: String::new(),
             content_encoding: String::new(),
             outcome: None,
+            masker: None,
+            consumed: 0,
         };
+        if !record_payload {
+            finish.cap = 0;
+        }
         let resp = match self.upstream.send(up).await {
             Ok(r) => r,
             Err(e) => {
@@ -261,6 +304,9 @@ impl Proxy {
         finish.latency = started.elapsed();
         finish.content_type = header_str(&rparts.headers, "content-type");
         finish.content_encoding = header_str(&rparts.headers, "content-encoding");
+        if crate::transcript::mask::applies_to(&kube) {
+            finish.mask_secrets();
+        }
         self.count(&kube.verb, finish.status, started);
         if let Some(u) = upgrade
             && rparts.status == StatusCode::SWITCHING_PROTOCOLS

@@ -54,6 +54,7 @@ impl Prefix {
             truncated: self.rest.is_some() || self.head.len() > self.cap,
             content_type: content_type.to_string(),
             content_encoding: content_encoding.to_string(),
+            masked_values: 0,
         }
     }
 

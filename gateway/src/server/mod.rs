@@ -36,6 +36,8 @@ pub enum BuildError {
     Journal(#[from] gatehouse_journal::JournalError),
     #[error("invalid collector configuration")]
     Shipping(#[from] crate::shipping::ShippingError),
+    #[error("invalid policy file")]
+    Policy(#[from] gatehouse_policy::LoadError),
     #[error("--capture-bytes {0} is larger than the journal's largest record allows")]
     CaptureTooLarge(u64),
 }
@@ -77,6 +79,10 @@ impl Gateway {
         let tls = tls::server_config(&args.tls_cert, &args.tls_key, client_verifier)?;
         let impersonator =
             Impersonator::load(args.identity_map.as_deref(), &args.allow_impersonation)?;
+        let policy = match &args.policy_file {
+            Some(path) => Some(Arc::new(crate::policy::LivePolicy::load(path)?)),
+            None => None,
+        };
         let upstream = Arc::new(Upstream::from_args(&args.upstream).await?);
         let auth = Authenticator::new(&args.auth, upstream.clone()).await?;
         let (journal, recovery) = Journal::open(
@@ -115,6 +121,7 @@ impl Gateway {
             recorder,
             metrics: metrics.clone(),
             impersonator,
+            policy,
         });
         let ops = Ops {
             metrics,
@@ -153,6 +160,10 @@ impl Gateway {
         };
         tracing::info!(listen = %bound.listen, ops = %bound.ops, "gateway listening");
         let ops_task = tokio::spawn(serve_ops(ops_listener, self.ops.clone()));
+        // Hot reload: re-read every second until the process ends.
+        if let Some(policy) = &self.proxy.policy {
+            let _detached = policy.clone().watch(Duration::from_secs(1));
+        }
         // Ships until the process ends; what is unshipped stays in the journal for next time.
         let ship_task = self
             .shipper

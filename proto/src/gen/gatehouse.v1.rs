@@ -141,6 +141,10 @@ pub struct Body {
     pub content_type: ::prost::alloc::string::String,
     #[prost(string, tag = "5")]
     pub content_encoding: ::prost::alloc::string::String,
+    /// Values replaced by `"***<hash prefix>"` in `data` before it was stored (Secret values);
+    /// the caller saw them unmasked.
+    #[prost(uint32, tag = "6")]
+    pub masked_values: u32,
 }
 /// Who the gateway told the API server the caller is.
 #[derive(Clone, PartialEq, ::prost::Message)]

@@ -67,19 +67,20 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
     let issuer = TestIssuer::start().await?;
     let issuer_ca = dir.path().join("issuer-ca.pem");
     std::fs::write(&issuer_ca, &issuer.ca_pem)?;
-    let gw = GatewayProc::start(
-        dir.path(),
-        &dir.path().join("journal"),
-        &[
-            "--upstream-mode=kubeconfig".into(),
-            format!("--kubeconfig={}", upstream.display()),
-            format!("--oidc-issuer-url={}", issuer.url),
-            "--oidc-audience=gatehouse".into(),
-            format!("--oidc-ca-file={}", issuer_ca.display()),
-            "--oidc-username-prefix=-".into(),
-        ],
-    )
-    .await?;
+    let mut args = vec![
+        "--upstream-mode=kubeconfig".into(),
+        format!("--kubeconfig={}", upstream.display()),
+        format!("--oidc-issuer-url={}", issuer.url),
+        "--oidc-audience=gatehouse".into(),
+        format!("--oidc-ca-file={}", issuer_ca.display()),
+        "--oidc-username-prefix=-".into(),
+    ];
+    // Extra gateway flags for comparing settings, e.g. GATEHOUSE_BENCH_GATEWAY_ARGS=--upstream-http2=false
+    if let Ok(extra) = std::env::var("GATEHOUSE_BENCH_GATEWAY_ARGS") {
+        args.extend(extra.split_whitespace().map(str::to_string));
+    }
+    println!("gateway flags: {}", args[2..].join(" "));
+    let gw = GatewayProc::start(dir.path(), &dir.path().join("journal"), &args).await?;
     let token = issuer.token("bench", &["bench"], "gatehouse")?;
     let path = "/api/v1/namespaces/bench/configmaps/one-kib";
     let direct_url = format!("{}{path}", api.url());

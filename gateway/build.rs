@@ -1,0 +1,7 @@
+//! Stamps `--version` with the git revision and build date (`build/version.rs`).
+#[path = "../build/version.rs"]
+mod version;
+
+fn main() {
+    version::emit();
+}
