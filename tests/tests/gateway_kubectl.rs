@@ -3,85 +3,39 @@
 #![allow(clippy::unwrap_used)]
 
 use gatehouse_proto::v1::{Event, event::Payload};
-use gatehouse_tests::apiserver::{ADMIN_TOKEN, ApiServerOptions, GATEWAY_TOKEN, TestApiServer};
+use gatehouse_tests::apiserver::{ApiServerOptions, GATEWAY_TOKEN, TestApiServer};
+use gatehouse_tests::fixture::{self, AUDIENCE, GatewayEnv};
 use gatehouse_tests::gateway_proc::GatewayProc;
-use gatehouse_tests::kubectl::{Kubectl, KubectlOutput, kubeconfig_yaml};
-use gatehouse_tests::oidc::{SigningKey, TestIssuer};
+use gatehouse_tests::kubectl::{Kubectl, KubectlOutput};
+use gatehouse_tests::oidc::SigningKey;
 use prost::Message;
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
 use tempfile::TempDir;
 
-const AUDIENCE: &str = "gatehouse";
-
-struct Env {
-    api: TestApiServer,
-    issuer: TestIssuer,
-    gw: GatewayProc,
-    dir: TempDir,
-    /// kubectl straight to the test API server, as cluster admin.
-    direct: Kubectl,
-    /// kubectl through the gateway as `agent-ops` (group `agents`) with an OIDC token.
-    agent: Kubectl,
-}
-
-async fn env_with(opts: ApiServerOptions, extra: &[&str]) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestApiServer::start(opts).await.unwrap();
-    let upstream = dir.path().join("upstream.kubeconfig");
-    api.write_kubeconfig(&upstream, GATEWAY_TOKEN).unwrap();
-    let issuer = TestIssuer::start().await.unwrap();
-    let issuer_ca = dir.path().join("issuer-ca.pem");
-    std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
-    let mut args = vec![
-        "--upstream-mode=kubeconfig".to_string(),
-        format!("--kubeconfig={}", upstream.display()),
-        format!("--oidc-issuer-url={}", issuer.url),
-        format!("--oidc-audience={AUDIENCE}"),
-        format!("--oidc-ca-file={}", issuer_ca.display()),
-        "--oidc-username-prefix=-".to_string(),
-        "--journal-fsync=always".to_string(),
-    ];
+async fn env_with(opts: ApiServerOptions, extra: &[&str]) -> GatewayEnv {
+    let mut args = vec!["--journal-fsync=always".to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let gw = GatewayProc::start(dir.path(), &dir.path().join("journal"), &args)
-        .await
-        .unwrap();
-    let direct = Kubectl::new(&dir.path().join("direct"), &api.kubeconfig(ADMIN_TOKEN)).unwrap();
-    let token = issuer.token("agent-ops", &["agents"], AUDIENCE).unwrap();
-    let agent = kubectl_via(&gw, &dir, "agent", &token);
-    Env {
-        api,
-        issuer,
-        gw,
-        dir,
-        direct,
-        agent,
-    }
+    GatewayEnv::start(opts, &args).await.unwrap()
 }
 
-async fn env() -> Env {
+async fn env() -> GatewayEnv {
     env_with(ApiServerOptions::default(), &[]).await
 }
 
-fn kubectl_via(gw: &GatewayProc, dir: &TempDir, name: &str, token: &str) -> Kubectl {
-    let home: PathBuf = dir.path().join(name);
-    std::fs::create_dir_all(&home).unwrap();
-    Kubectl::new(&home, &kubeconfig_yaml(&gw.url, &gw.ca_pem, token)).unwrap()
+/// What the tests read back from the transcript.
+trait Transcript {
+    /// The reconstructed commands of every recorded request, in journal order.
+    fn commands(&self) -> Vec<String>;
+    /// Runs the real `gatehouse` CLI on the gateway's journal: (exit code, stdout, stderr).
+    fn gatehouse(&self, args: &[&str]) -> (i32, String, String);
 }
 
-impl Env {
-    fn events(&self) -> Vec<Event> {
-        gatehouse_journal::Reader::read_all(&self.gw.journal_dir)
-            .unwrap()
-            .into_iter()
-            .map(|r| Event::decode(r.payload.as_slice()).unwrap())
-            .collect()
-    }
-
-    /// The reconstructed commands of every recorded request, in journal order.
+impl Transcript for GatewayEnv {
     fn commands(&self) -> Vec<String> {
         self.events()
+            .unwrap()
             .into_iter()
             .filter_map(|e| match e.payload {
                 Some(Payload::Request(r)) => Some(r.command),
@@ -106,14 +60,18 @@ impl Env {
     }
 }
 
-async fn both(e: &Env, args: &[&str]) -> (KubectlOutput, KubectlOutput) {
+fn kubectl_via(gw: &GatewayProc, dir: &TempDir, name: &str, token: &str) -> Kubectl {
+    fixture::kubectl_via(gw, dir, name, token).unwrap()
+}
+
+async fn both(e: &GatewayEnv, args: &[&str]) -> (KubectlOutput, KubectlOutput) {
     let direct = e.direct.run(args).await.unwrap();
     let via = e.agent.run(args).await.unwrap();
     (direct, via)
 }
 
 /// Asserts kubectl printed the same and exited the same, directly and through the gateway.
-async fn same(e: &Env, args: &[&str]) -> KubectlOutput {
+async fn same(e: &GatewayEnv, args: &[&str]) -> KubectlOutput {
     let (direct, via) = both(e, args).await;
     assert_eq!(
         via.code, direct.code,
@@ -215,7 +173,7 @@ async fn reads_and_errors_match_direct_kubectl_and_are_recorded() {
             "missing {want:?} in {cmds:#?}"
         );
     }
-    let events = e.events();
+    let events = e.events().unwrap();
     let req = events
         .iter()
         .find(|ev| matches!(&ev.payload, Some(Payload::Request(r)) if r.command == "kubectl get configmap nope -n payments"))
@@ -416,6 +374,7 @@ async fn apply_delete_and_whoami_through_the_gateway() {
     // The created object's body was recorded before it was forwarded.
     let create = e
         .events()
+        .unwrap()
         .into_iter()
         .find_map(|ev| match ev.payload {
             Some(Payload::Request(r))
@@ -505,7 +464,7 @@ async fn logs_follow_and_watch_stream_through_the_gateway() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let aborted = e
-            .events()
+            .events().unwrap()
             .into_iter()
             .filter(|ev| matches!(&ev.payload, Some(Payload::Response(r)) if r.error.contains("caller closed")))
             .count();
@@ -573,6 +532,7 @@ async fn bad_tokens_get_401_are_recorded_and_never_forwarded() {
     );
     let denied: Vec<_> = e
         .events()
+        .unwrap()
         .into_iter()
         .filter_map(|ev| match ev.payload {
             Some(Payload::Denied(d)) => Some(d),
@@ -652,6 +612,7 @@ async fn spoofed_as_is_refused_unless_allowed() {
     assert_eq!(v["status"]["userInfo"]["username"], "deployer");
     let denied = e
         .events()
+        .unwrap()
         .into_iter()
         .filter(|ev| matches!(&ev.payload, Some(Payload::Denied(d)) if d.status_code == 403))
         .count();
@@ -740,7 +701,7 @@ async fn show_prints_the_transcript_of_the_session() {
     let (code, nd, _) = e.gatehouse(&["export", id, "--format", "ndjson"]);
     assert_eq!(code, 0);
     let n = nd.lines().count();
-    assert_eq!(n, e.events().len());
+    assert_eq!(n, e.events().unwrap().len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -914,7 +875,7 @@ async fn bodies_over_the_capture_cap_are_truncated_explicitly_and_relayed_whole(
         .unwrap();
     assert_eq!(stored["data"]["blob"].as_str().unwrap().len(), 100 * 1024);
 
-    let events = e.events();
+    let events = e.events().unwrap();
     let resp = events
         .iter()
         .find_map(|ev| match &ev.payload {

@@ -3,16 +3,11 @@
 //! request is answered 403 with the rule's message, recorded, and never reaches the API server;
 //! the policy file is hot-reloaded and a bad version keeps the old policy.
 use gatehouse_proto::v1::{Event, event::Payload};
-use gatehouse_tests::apiserver::{ADMIN_TOKEN, ApiServerOptions, GATEWAY_TOKEN, TestApiServer};
-use gatehouse_tests::gateway_proc::GatewayProc;
-use gatehouse_tests::kubectl::{Kubectl, kubeconfig_yaml};
-use gatehouse_tests::oidc::TestIssuer;
-use prost::Message;
+use gatehouse_tests::apiserver::ApiServerOptions;
+use gatehouse_tests::fixture::GatewayEnv;
 use std::path::PathBuf;
 use std::time::Duration;
 use tempfile::TempDir;
-
-const AUDIENCE: &str = "gatehouse";
 
 const POLICY: &str = r#"version: 1
 default:
@@ -28,69 +23,45 @@ rules:
 "#;
 
 struct Env {
-    api: TestApiServer,
-    _issuer: TestIssuer,
-    gw: GatewayProc,
-    _dir: TempDir,
-    direct: Kubectl,
-    /// kubectl through the gateway as `agent-ops` (group `agents`).
-    agent: Kubectl,
+    base: GatewayEnv,
     policy: PathBuf,
+    _policy_dir: TempDir,
 }
 
-/// Flags for a gateway in front of `api` that trusts `issuer`, writing files into `dir`.
-fn gateway_args(dir: &TempDir, api: &TestApiServer, issuer: &TestIssuer) -> Vec<String> {
-    let upstream = dir.path().join("upstream.kubeconfig");
-    api.write_kubeconfig(&upstream, GATEWAY_TOKEN).unwrap();
-    let issuer_ca = dir.path().join("issuer-ca.pem");
-    std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
-    vec![
-        "--upstream-mode=kubeconfig".to_string(),
-        format!("--kubeconfig={}", upstream.display()),
-        format!("--oidc-issuer-url={}", issuer.url),
-        format!("--oidc-audience={AUDIENCE}"),
-        format!("--oidc-ca-file={}", issuer_ca.display()),
-        "--oidc-username-prefix=-".to_string(),
+impl std::ops::Deref for Env {
+    type Target = GatewayEnv;
+    fn deref(&self) -> &GatewayEnv {
+        &self.base
+    }
+}
+
+/// Gateway flags for a policy file `policy` written into a fresh temp dir.
+fn with_policy(policy: &str) -> (TempDir, PathBuf, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, policy).unwrap();
+    let args = vec![
         "--journal-fsync=always".to_string(),
-    ]
+        format!("--policy-file={}", path.display()),
+    ];
+    (dir, path, args)
 }
 
 async fn env(policy: &str) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestApiServer::start(ApiServerOptions::default())
+    let (dir, path, args) = with_policy(policy);
+    let base = GatewayEnv::start(ApiServerOptions::default(), &args)
         .await
         .unwrap();
-    let issuer = TestIssuer::start().await.unwrap();
-    let policy_path = dir.path().join("policy.yaml");
-    std::fs::write(&policy_path, policy).unwrap();
-    let mut args = gateway_args(&dir, &api, &issuer);
-    args.push(format!("--policy-file={}", policy_path.display()));
-    let gw = GatewayProc::start(dir.path(), &dir.path().join("journal"), &args)
-        .await
-        .unwrap();
-    let direct = Kubectl::new(&dir.path().join("direct"), &api.kubeconfig(ADMIN_TOKEN)).unwrap();
-    let token = issuer.token("agent-ops", &["agents"], AUDIENCE).unwrap();
-    let home = dir.path().join("agent");
-    std::fs::create_dir_all(&home).unwrap();
-    let agent = Kubectl::new(&home, &kubeconfig_yaml(&gw.url, &gw.ca_pem, &token)).unwrap();
     Env {
-        api,
-        _issuer: issuer,
-        gw,
-        _dir: dir,
-        direct,
-        agent,
-        policy: policy_path,
+        base,
+        policy: path,
+        _policy_dir: dir,
     }
 }
 
 impl Env {
     fn events(&self) -> Vec<Event> {
-        gatehouse_journal::Reader::read_all(&self.gw.journal_dir)
-            .unwrap()
-            .into_iter()
-            .map(|r| Event::decode(r.payload.as_slice()).unwrap())
-            .collect()
+        self.base.events().unwrap()
     }
 
     /// Requests the API server received for `method` `path`.
@@ -279,16 +250,8 @@ async fn the_policy_file_is_hot_reloaded_and_a_bad_one_keeps_the_old_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_policy_file_stops_the_gateway_at_start_with_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestApiServer::start(ApiServerOptions::default())
-        .await
-        .unwrap();
-    let issuer = TestIssuer::start().await.unwrap();
-    let policy = dir.path().join("policy.yaml");
-    std::fs::write(&policy, POLICY.replace("verbs:", "verb:")).unwrap();
-    let mut args = gateway_args(&dir, &api, &issuer);
-    args.push(format!("--policy-file={}", policy.display()));
-    let err = GatewayProc::start(dir.path(), &dir.path().join("journal"), &args)
+    let (_dir, policy, args) = with_policy(&POLICY.replace("verbs:", "verb:"));
+    let err = GatewayEnv::start(ApiServerOptions::default(), &args)
         .await
         .err()
         .unwrap()
@@ -300,7 +263,6 @@ async fn a_bad_policy_file_stops_the_gateway_at_start_with_line_and_column() {
         )),
         "{err}"
     );
-    drop(api);
 }
 
 /// Every byte the journal holds on disk.

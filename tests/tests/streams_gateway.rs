@@ -4,17 +4,14 @@
 #![allow(clippy::unwrap_used)]
 
 use gatehouse_proto::v1::{Event, StreamChannel, StreamDirection, event::Payload};
-use gatehouse_tests::apiserver::{ApiServerOptions, GATEWAY_TOKEN, TestApiServer};
-use gatehouse_tests::gateway_proc::GatewayProc;
-use gatehouse_tests::kubectl::{Kubectl, kubeconfig_yaml};
-use gatehouse_tests::oidc::TestIssuer;
-use prost::Message;
+use gatehouse_tests::apiserver::ApiServerOptions;
+use gatehouse_tests::fixture::GatewayEnv;
+use gatehouse_tests::kubectl::Kubectl;
 use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const AUDIENCE: &str = "gatehouse";
 const SPDY: &[(&str, &str)] = &[
     ("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false"),
     ("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false"),
@@ -22,52 +19,30 @@ const SPDY: &[(&str, &str)] = &[
 const WEBSOCKET: &[(&str, &str)] = &[];
 
 struct Env {
-    api: TestApiServer,
-    _issuer: TestIssuer,
-    gw: GatewayProc,
-    _dir: tempfile::TempDir,
+    base: GatewayEnv,
+    /// kubectl through the gateway as `agent-ops`.
     k: Kubectl,
 }
 
+impl std::ops::Deref for Env {
+    type Target = GatewayEnv;
+    fn deref(&self) -> &GatewayEnv {
+        &self.base
+    }
+}
+
 async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let api = TestApiServer::start(ApiServerOptions {
+    let opts = ApiServerOptions {
         objects: vec![json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "checkout-7b9", "namespace": "payments"},
             "spec": {"containers": [{"name": "app", "image": "busybox", "stdin": true}]}
         })],
         ..Default::default()
-    })
-    .await
-    .unwrap();
-    let upstream = dir.path().join("upstream.kubeconfig");
-    api.write_kubeconfig(&upstream, GATEWAY_TOKEN).unwrap();
-    let issuer = TestIssuer::start().await.unwrap();
-    let issuer_ca = dir.path().join("issuer-ca.pem");
-    std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
-    let args = vec![
-        "--upstream-mode=kubeconfig".to_string(),
-        format!("--kubeconfig={}", upstream.display()),
-        format!("--oidc-issuer-url={}", issuer.url),
-        format!("--oidc-audience={AUDIENCE}"),
-        format!("--oidc-ca-file={}", issuer_ca.display()),
-        "--oidc-username-prefix=-".to_string(),
-    ];
-    let gw = GatewayProc::start(dir.path(), &dir.path().join("journal"), &args)
-        .await
-        .unwrap();
-    let token = issuer.token("agent-ops", &["agents"], AUDIENCE).unwrap();
-    let home = dir.path().join("agent");
-    std::fs::create_dir_all(&home).unwrap();
-    let k = Kubectl::new(&home, &kubeconfig_yaml(&gw.url, &gw.ca_pem, &token)).unwrap();
-    Env {
-        api,
-        _issuer: issuer,
-        gw,
-        _dir: dir,
-        k,
-    }
+    };
+    let base = GatewayEnv::start(opts, &[]).await.unwrap();
+    let k = base.agent.clone();
+    Env { base, k }
 }
 
 impl Env {
@@ -97,11 +72,7 @@ impl Env {
     }
 
     fn events(&self) -> Vec<Event> {
-        gatehouse_journal::Reader::read_all(&self.gw.journal_dir)
-            .unwrap()
-            .into_iter()
-            .map(|r| Event::decode(r.payload.as_slice()).unwrap())
-            .collect()
+        self.base.events().unwrap()
     }
 
     fn command(&self, env: &[(&str, &str)], args: &[&str]) -> tokio::process::Command {
