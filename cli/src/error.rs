@@ -36,3 +36,15 @@ impl CliError {
         }
     }
 }
+
+/// An error and its sources on one line (`outer: inner: innermost`), for one-line messages.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

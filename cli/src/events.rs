@@ -1,6 +1,6 @@
 //! Loads events from the local journal, in journal order.
 use crate::args::Source;
-use crate::error::CliError;
+use crate::error::{CliError, chain};
 use gatehouse_journal::Reader;
 use gatehouse_proto::v1::Event;
 use prost::Message;
@@ -19,15 +19,4 @@ pub fn load(source: &Source) -> Result<Vec<Event>, CliError> {
             })
         })
         .collect()
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

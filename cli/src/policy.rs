@@ -1,6 +1,6 @@
 //! `gatehouse policy test`: evaluates a kubectl command against a policy file the way the
 //! gateway would, and explains which rule decided and why the earlier ones did not.
-use crate::error::CliError;
+use crate::error::{CliError, chain};
 use crate::kubectl_request;
 use std::io::Write;
 use std::path::Path;
@@ -97,15 +97,4 @@ pub fn test(
         writeln!(out, "payload: not recorded (record_payload: false)")?;
     }
     Ok(())
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

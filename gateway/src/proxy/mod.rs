@@ -159,15 +159,7 @@ impl Proxy {
             if !decision.allowed() {
                 let message = format!("gatehouse: {}", decision.message);
                 return self
-                    .deny(
-                        &identity.username,
-                        base,
-                        kube,
-                        cmd,
-                        StatusCode::FORBIDDEN,
-                        "Forbidden",
-                        &message,
-                    )
+                    .forbid(&identity.username, base, kube, cmd, &message)
                     .await;
             }
             record_payload = decision.record_payload;
@@ -179,15 +171,7 @@ impl Proxy {
             Ok(t) => t,
             Err(message) => {
                 return self
-                    .deny(
-                        &identity.username,
-                        base,
-                        kube,
-                        cmd,
-                        StatusCode::FORBIDDEN,
-                        "Forbidden",
-                        &message,
-                    )
+                    .forbid(&identity.username, base, kube, cmd, &message)
                     .await;
             }
         };
@@ -330,6 +314,27 @@ impl Proxy {
         self.metrics
             .request_duration
             .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// A 403 refusal (policy, forbidden impersonation), recorded like every refusal.
+    async fn forbid(
+        &self,
+        who: &str,
+        event: Event,
+        kube: pb::KubeRequest,
+        command: String,
+        message: &str,
+    ) -> Response<BoxBody> {
+        self.deny(
+            who,
+            event,
+            kube,
+            command,
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            message,
+        )
+        .await
     }
 
     /// Records a refusal (best effort: the caller is refused either way) and answers it.
