@@ -17,6 +17,11 @@ export PATH="$EBPF_TOOLS_BIN:$PATH"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== cargo deny (licenses, bans, sources)"
+# Advisories are not checked here: the RustSec database is a git repository on GitHub, which CI
+# cannot reach (see CONTRIBUTING.md). Duplicate-version warnings are informational.
+scripts/install-deny.sh >/dev/null
+cargo deny check --hide-inclusion-graph licenses bans sources
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build (the binaries the integration tests run)"
