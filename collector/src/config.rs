@@ -161,6 +161,8 @@ pub struct ServeArgs {
     pub clickhouse: ClickHouseArgs,
     #[command(flatten)]
     pub schema: SchemaArgs,
+    #[command(flatten)]
+    pub alerts: crate::alerts::AlertArgs,
 }
 
 impl ServeArgs {
@@ -186,6 +188,6 @@ impl ServeArgs {
         if self.queue_batches == 0 {
             return cfg("--queue-batches must be positive");
         }
-        Ok(())
+        self.alerts.validate()
     }
 }

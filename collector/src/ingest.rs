@@ -1,8 +1,10 @@
 //! The `Ingest` gRPC service: validates shipped batches, queues them for the writer, and
 //! acknowledges each batch, in order, once it is durable.
+use crate::alerts::AlertRouter;
 use crate::auth::IngestAuth;
 use crate::metrics::Metrics;
 use crate::rows;
+use crate::rows::AlertRow;
 use crate::writer::{Batch, Outcome, WriterHandle};
 use gatehouse_proto::v1::ingest_server::Ingest;
 use gatehouse_proto::v1::{ShipAck, ShipBatch};
@@ -18,6 +20,8 @@ pub struct IngestService {
     pub auth: Arc<IngestAuth>,
     pub writer: WriterHandle,
     pub metrics: Metrics,
+    /// Routes bypass alerts once they are stored; `None` without a configured sink.
+    pub alerts: Option<AlertRouter>,
 }
 
 enum Pending {
@@ -25,6 +29,7 @@ enum Pending {
         seq: u64,
         end: u64,
         done: oneshot::Receiver<Outcome>,
+        alerts: Vec<AlertRow>,
     },
     Fail(Status),
 }
@@ -44,6 +49,8 @@ impl Ingest for IngestService {
         let writer = self.writer.clone();
         let metrics = self.metrics.clone();
         let urgent = out_tx.clone();
+        let router = self.alerts.clone();
+        let routing = router.is_some();
         tokio::spawn(async move {
             let mut last_seq = None;
             let mut last_end = 0u64;
@@ -57,28 +64,36 @@ impl Ingest for IngestService {
                     }
                 };
                 let item = match accept(&batch, last_seq, last_end) {
-                    Ok(rows) => match writer.submit(rows) {
-                        Ok(done) => {
-                            last_seq = Some(batch.batch_seq);
-                            last_end = batch.records.last().map_or(last_end, |r| r.end);
-                            Pending::Batch {
-                                seq: batch.batch_seq,
-                                end: last_end,
-                                done,
+                    Ok(rows) => {
+                        let alerts = if routing {
+                            rows.alerts.clone()
+                        } else {
+                            Vec::new()
+                        };
+                        match writer.submit(rows) {
+                            Ok(done) => {
+                                last_seq = Some(batch.batch_seq);
+                                last_end = batch.records.last().map_or(last_end, |r| r.end);
+                                Pending::Batch {
+                                    seq: batch.batch_seq,
+                                    end: last_end,
+                                    done,
+                                    alerts,
+                                }
                             }
-                        }
-                        Err(_) => {
-                            // Told at once, ahead of the acks still pending: the shipper backs
-                            // off now and later resends whatever this stream had in flight.
-                            metrics.backpressure.inc();
-                            let _ = urgent
+                            Err(_) => {
+                                // Told at once, ahead of the acks still pending: the shipper backs
+                                // off now and later resends whatever this stream had in flight.
+                                metrics.backpressure.inc();
+                                let _ = urgent
                                 .send(Err(Status::resource_exhausted(
                                     "the collector's ClickHouse write queue is full: back off and resend",
                                 )))
                                 .await;
-                            break;
+                                break;
+                            }
                         }
-                    },
+                    }
                     Err(status) => {
                         metrics.batches_rejected.inc();
                         tracing::warn!(client, %status, "rejected a shipped batch");
@@ -94,12 +109,23 @@ impl Ingest for IngestService {
         tokio::spawn(async move {
             while let Some(item) = pending_rx.recv().await {
                 let reply = match item {
-                    Pending::Batch { seq, end, done } => match done.await {
-                        Ok(o) => Ok(ShipAck {
-                            batch_seq: seq,
-                            durable_offset: end,
-                            dead_lettered: o.dead_lettered,
-                        }),
+                    Pending::Batch {
+                        seq,
+                        end,
+                        done,
+                        alerts,
+                    } => match done.await {
+                        Ok(o) => {
+                            // Routed only once stored, so the link in the alert finds it.
+                            if let Some(router) = &router {
+                                router.notify(alerts);
+                            }
+                            Ok(ShipAck {
+                                batch_seq: seq,
+                                durable_offset: end,
+                                dead_lettered: o.dead_lettered,
+                            })
+                        }
                         Err(_) => Err(Status::unavailable(
                             "the collector could not store the batch; resend",
                         )),

@@ -1,5 +1,6 @@
 //! The collector: a tonic gRPC service that ingests transcripts and alerts, stores them in
 //! ClickHouse, answers queries, replays and exports sessions, and audits every read.
+pub mod alerts;
 pub mod auth;
 pub mod clickhouse_client;
 pub mod config;

@@ -72,6 +72,7 @@ pub async fn start(
     let metrics = Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
+    let alerts = crate::alerts::spawn(&args.alerts, &mut registry)?;
     let client = crate::clickhouse_client::client(&args.clickhouse, true);
     let writer = writer::spawn(
         client.clone(),
@@ -124,6 +125,7 @@ pub async fn start(
             auth: ingest_auth,
             writer,
             metrics: metrics.clone(),
+            alerts,
         }))
         .add_service(QueryServer::new(QueryService {
             client,
