@@ -1,5 +1,6 @@
 //! The gatehouse gateway: authenticates the caller, records the exchange in the journal before
 //! forwarding it with the gateway's own credential plus `Impersonate-*`, and streams the answer back.
+pub mod approvals;
 pub mod auth;
 pub mod body;
 pub mod config;

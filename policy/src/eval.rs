@@ -1,8 +1,13 @@
 //! First-match evaluation: the first rule whose conditions all hold decides; otherwise the
 //! explicit default does. Matching allocates nothing, so 1,000 rules stay cheap.
+use crate::mask::MaskSpec;
 use crate::model::{Action, Match, Policy, Rule};
 use crate::pattern::Pattern;
 use crate::request::Request;
+use std::sync::{Arc, LazyLock};
+
+/// What `action: mask` without a `mask:` block masks.
+static DEFAULT_MASK: LazyLock<Arc<MaskSpec>> = LazyLock::new(|| Arc::new(MaskSpec::default()));
 
 /// The outcome for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +18,10 @@ pub struct Decision {
     /// The message a refused caller sees.
     pub message: String,
     pub record_payload: bool,
+    /// Set for `mask`: what to mask beyond the built-in Secret values.
+    pub mask: Option<Arc<MaskSpec>>,
+    /// The granted role whose rule decided, if one did.
+    pub role: Option<String>,
 }
 
 impl Decision {
@@ -80,6 +89,14 @@ impl Match {
                 return Some("exec.argv");
             }
         }
+        if !self.labels.is_empty()
+            && !self
+                .labels
+                .iter()
+                .all(|(k, p)| r.labels.iter().any(|(rk, rv)| rk == k && p.matches(rv)))
+        {
+            return Some("labels");
+        }
         if !self.time.is_empty() && !self.time.iter().any(|w| w.contains(r.time)) {
             return Some("time");
         }
@@ -129,6 +146,15 @@ impl Match {
                 out.push("exec: any".into());
             }
         }
+        if !self.labels.is_empty() {
+            let l: Vec<String> = self
+                .labels
+                .iter()
+                .map(|(k, p)| format!("{k}={}", p.as_written()))
+                .collect();
+            list(&mut out, "labels", l);
+        }
+        list(&mut out, "stdin", pats(&self.stdin));
         if !self.time.is_empty() {
             out.push(format!(
                 "time: {} window(s), now inside one",
@@ -143,18 +169,21 @@ impl Rule {
     fn decision(&self, index: usize) -> Decision {
         let message = match (&self.message, self.action) {
             (Some(m), Action::RequireApproval) => format!("approval required: {m}"),
-            (None, Action::RequireApproval) => format!(
-                "approval required by gatehouse policy rule {:?}; approvals are not available yet",
-                self.name
-            ),
+            (None, Action::RequireApproval) => {
+                format!("approval required by gatehouse policy rule {:?}", self.name)
+            }
             (Some(m), _) => m.clone(),
             (None, _) => format!("denied by gatehouse policy rule {:?}", self.name),
         };
+        let mask = (self.action == Action::Mask)
+            .then(|| self.mask.clone().unwrap_or_else(|| DEFAULT_MASK.clone()));
         Decision {
             action: self.action,
             rule: Some((index, self.name.clone())),
             message,
             record_payload: self.record_payload,
+            mask,
+            role: None,
         }
     }
 }
@@ -167,7 +196,25 @@ impl Policy {
 
     /// Like `evaluate`, also reporting each rule passed over and why.
     pub fn explain<'p>(&'p self, r: &Request, mut skipped: impl FnMut(Skipped<'p>)) -> Decision {
+        // A granted role's rules come first: the grant is the exception to the standing policy.
+        for role in self.roles.iter().filter(|ro| r.roles.contains(&ro.name)) {
+            for (i, rule) in role.rules.iter().enumerate() {
+                if rule.matches.stdin.is_empty() && rule.matches.first_miss(r).is_none() {
+                    let mut d = rule.decision(i);
+                    d.role = Some(role.name.clone());
+                    return d;
+                }
+            }
+        }
         for (i, rule) in self.rules.iter().enumerate() {
+            if !rule.matches.stdin.is_empty() {
+                skipped(Skipped {
+                    index: i,
+                    name: &rule.name,
+                    failed: "stdin (checked per typed line)",
+                });
+                continue;
+            }
             match rule.matches.first_miss(r) {
                 None => return rule.decision(i),
                 Some(failed) => skipped(Skipped {
@@ -189,6 +236,31 @@ impl Policy {
                 (None, _) => "denied by the gatehouse policy default".to_string(),
             },
             record_payload: true,
+            mask: None,
+            role: None,
         }
+    }
+
+    /// Whether a role of this name exists (grants name one).
+    pub fn has_role(&self, name: &str) -> bool {
+        self.roles.iter().any(|r| r.name == name)
+    }
+
+    /// Whether any `stdin` rule could apply to this request (so its stdin is worth assembling).
+    pub fn watches_stdin(&self, r: &Request) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| !rule.matches.stdin.is_empty() && rule.matches.first_miss(r).is_none())
+    }
+
+    /// The first `stdin` rule that refuses `line` typed in the session of `r`: its deny
+    /// decision. Lines no deny rule matches pass.
+    pub fn check_line(&self, r: &Request, line: &str) -> Option<Decision> {
+        self.rules.iter().enumerate().find_map(|(i, rule)| {
+            (rule.action == Action::Deny
+                && rule.matches.stdin.iter().any(|p| p.matches(line))
+                && rule.matches.first_miss(r).is_none())
+            .then(|| rule.decision(i))
+        })
     }
 }

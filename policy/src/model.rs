@@ -1,8 +1,12 @@
 //! The policy document: a version, an explicit default, and rules tried in order. Every field
 //! is checked while parsing (unknown keys, bad patterns, bad verbs), so errors carry a location.
+use crate::mask::MaskSpec;
 use crate::pattern::{Pattern, Source};
 use crate::window::TimeWindow;
 use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -12,6 +16,88 @@ pub struct Policy {
     /// What happens when no rule matches. Required: a policy never falls open by accident.
     pub default: Default,
     #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Who reviews held requests, for how long they are held, and where they are announced.
+    #[serde(default)]
+    pub approvals: Approvals,
+    /// Named rule sets a just-in-time grant activates for its grantee (tried before `rules`).
+    #[serde(default)]
+    pub roles: Vec<Role>,
+}
+
+/// `approvals:` of the policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approvals {
+    /// Groups whose members may approve, deny and grant. Empty: nobody can.
+    #[serde(default)]
+    pub reviewers: Vec<Pattern>,
+    /// How long a request is held before it is refused (`45s`, `5m`). kubectl's default
+    /// `--request-timeout` is none, so the hold is bounded by this alone.
+    #[serde(default = "default_hold", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Longest grant a reviewer may create.
+    #[serde(default = "default_max_grant", deserialize_with = "duration")]
+    pub max_grant: Duration,
+    /// Announces each pending approval with a JSON POST.
+    pub webhook: Option<Webhook>,
+}
+
+impl std::default::Default for Approvals {
+    fn default() -> Self {
+        Self {
+            reviewers: Vec::new(),
+            timeout: default_hold(),
+            max_grant: default_max_grant(),
+            webhook: None,
+        }
+    }
+}
+
+/// `30s`, `5m`, `1h 30m`.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    match humantime::parse_duration(&s) {
+        Ok(v) if !v.is_zero() => Ok(v),
+        Ok(_) => Err(serde::de::Error::custom(
+            "the duration must be more than zero",
+        )),
+        Err(e) => Err(serde::de::Error::custom(format!(
+            "invalid duration {s:?}: {e} (use e.g. 45s, 5m, 1h)"
+        ))),
+    }
+}
+
+fn default_hold() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_max_grant() -> Duration {
+    Duration::from_secs(8 * 3600)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// `generic` (the approval as JSON) or `slack` (an incoming-webhook `text` message).
+    #[serde(default)]
+    pub format: WebhookFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    #[default]
+    Generic,
+    Slack,
+}
+
+/// A rule set a grant can activate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub name: String,
     pub rules: Vec<Rule>,
 }
 
@@ -54,6 +140,14 @@ pub struct Rule {
     /// is still recorded).
     #[serde(default = "yes")]
     pub record_payload: bool,
+    /// For `action: mask`: detectors, field rules, env names and DLP (default: all detectors,
+    /// transcript only).
+    #[serde(default, deserialize_with = "arc_mask")]
+    pub mask: Option<Arc<MaskSpec>>,
+}
+
+fn arc_mask<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Arc<MaskSpec>>, D::Error> {
+    Ok(Some(Arc::new(MaskSpec::deserialize(d)?)))
 }
 
 fn yes() -> bool {
@@ -89,6 +183,14 @@ pub struct Match {
     /// The rule applies only inside one of these windows.
     #[serde(default)]
     pub time: Vec<TimeWindow>,
+    /// Labels the request carries (a create/update body's `metadata.labels`, or `key=value`
+    /// terms of a `labelSelector`): every key listed must be present with a matching value.
+    #[serde(default)]
+    pub labels: BTreeMap<String, Pattern>,
+    /// Lines typed on an interactive exec/attach stdin (assembled best effort). A rule with
+    /// `stdin` is checked per line only, never against the request itself.
+    #[serde(default)]
+    pub stdin: Vec<Pattern>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -106,9 +208,9 @@ pub struct ExecMatch {
 pub enum Action {
     Allow,
     Deny,
-    /// Parsed; until approvals exist the request is refused with "approval required".
+    /// Held until a reviewer approves or denies it, or the approval timeout passes.
     RequireApproval,
-    /// Allowed, with the response masked in the transcript.
+    /// Allowed, with values masked in the transcript (and in the response too with `dlp`).
     Mask,
 }
 

@@ -19,6 +19,10 @@ pub struct Request {
     pub name: String,
     /// Set for exec requests (`pods/exec`).
     pub exec: Option<Exec>,
+    /// Labels the request carries (body `metadata.labels`, `labelSelector` equality terms).
+    pub labels: Vec<(String, String)>,
+    /// Roles the caller holds through active just-in-time grants.
+    pub roles: Vec<String>,
     pub time: DateTime<Utc>,
 }
 

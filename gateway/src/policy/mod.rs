@@ -1,5 +1,6 @@
 //! Policy at the gateway: the live policy file (hot-reloaded) and the request shape it is
-//! evaluated against. The model and evaluation live in `gatehouse-policy`.
+//! evaluated against, and DLP masking of live responses. The model and evaluation live in `gatehouse-policy`.
+pub mod dlp;
 mod live;
 mod request;
 

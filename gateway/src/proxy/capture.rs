@@ -32,7 +32,7 @@ pub struct Finish {
     pub content_encoding: String,
     /// Set when the body ended; `None` at drop means the caller went away first.
     pub outcome: Option<Result<(), String>>,
-    /// Masks Secret values in what is captured, as it is captured (see `mask_secrets`).
+    /// Masks Secret values in what is captured, as it is captured (see `mask`).
     pub masker: Option<Masker>,
     /// Body bytes taken into the capture (before masking).
     pub consumed: usize,
@@ -50,13 +50,12 @@ impl Finish {
         }
     }
 
-    /// The response may carry Secret values: mask them in the capture. A body the masker
-    /// cannot read (protobuf, compressed) is not captured at all.
-    pub fn mask_secrets(&mut self) {
-        if mask::is_json(&self.content_type) && self.content_encoding.is_empty() {
-            self.masker = Some(Masker::new());
-        } else {
-            self.cap = 0;
+    /// The response is masked in the capture as it is captured. A body the plan cannot read
+    /// (protobuf, compressed) is not captured at all.
+    pub fn mask(&mut self, plan: &mask::MaskPlan) {
+        match plan.masker(&self.content_type, &self.content_encoding) {
+            Some(m) => self.masker = Some(m),
+            None => self.cap = 0,
         }
     }
 }
@@ -69,6 +68,10 @@ impl Drop for Finish {
             None => "the caller closed the connection before the response ended".to_string(),
         };
         self.metrics.response_bytes.inc_by(self.total);
+        if let Some(m) = &mut self.masker {
+            // Whatever the masker held back (an unfinished line) belongs to the capture too.
+            m.finish(&mut self.captured);
+        }
         let request_bytes = self.request_bytes.load(Ordering::Relaxed);
         self.metrics.request_bytes.inc_by(request_bytes);
         let mut event = std::mem::take(&mut self.template);

@@ -47,6 +47,8 @@ pub struct Proxy {
     pub impersonator: Impersonator,
     /// `--policy-file`; `None` allows every authenticated request.
     pub policy: Option<Arc<crate::policy::LivePolicy>>,
+    /// Held requests and just-in-time grants.
+    pub approvals: Arc<crate::approvals::Approvals>,
 }
 
 /// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1), plus the caller's Host.
@@ -149,21 +151,58 @@ impl Proxy {
             }
         };
         let cmd = command::reconstruct(&kube, &content_type, prefix.captured());
+        if parts.uri.path().starts_with(crate::approvals::api::PREFIX) {
+            let policy = self.policy.as_ref().map(|p| p.current());
+            let (path, body) = (parts.uri.path(), prefix.captured());
+            return crate::approvals::api::serve(
+                &self.approvals,
+                &self.recorder,
+                policy,
+                &identity,
+                base,
+                &parts.method,
+                path,
+                body,
+            )
+            .await;
+        }
 
         // Policy: the first matching rule decides. A refusal is recorded and answered 403 before
         // anything goes upstream.
         let mut record_payload = true;
+        let mut mask_spec = None;
         if let Some(policy) = &self.policy {
-            let req = crate::policy::request_of(&kube, &identity, &client.source_ip);
-            let decision = policy.current().evaluate(&req);
-            if !decision.allowed() {
+            let mut req =
+                crate::policy::request_of(&kube, &identity, &client.source_ip, prefix.captured());
+            req.roles = self.approvals.roles_of(&identity.username);
+            let current = policy.current();
+            let decision = current.evaluate(&req);
+            if decision.action == gatehouse_policy::Action::RequireApproval {
+                let held = crate::approvals::api::hold(
+                    &self.approvals,
+                    &self.recorder,
+                    &current,
+                    &identity,
+                    &base,
+                    &kube,
+                    &cmd,
+                    &decision,
+                );
+                if let Err(message) = held.await {
+                    return self
+                        .forbid(&identity.username, base, kube, cmd, &message)
+                        .await;
+                }
+            } else if !decision.allowed() {
                 let message = format!("gatehouse: {}", decision.message);
                 return self
                     .forbid(&identity.username, base, kube, cmd, &message)
                     .await;
             }
             record_payload = decision.record_payload;
+            mask_spec = decision.mask;
         }
+        let mask_plan = crate::transcript::mask::MaskPlan::new(&kube, mask_spec);
 
         // 3. Decide who to impersonate; refuse caller-sent impersonation unless allowed.
         let requested = Impersonator::requested(&parts.headers);
@@ -191,8 +230,8 @@ impl Proxy {
                     body.data = bytes::Bytes::new();
                 }
                 // Secret values never reach the journal (the API server still gets them).
-                if crate::transcript::mask::applies_to(&kube) {
-                    crate::transcript::mask::record(body)
+                if mask_plan.active() {
+                    crate::transcript::mask::record(body, &mask_plan)
                 } else {
                     body
                 }
@@ -222,6 +261,10 @@ impl Proxy {
             u.restore_headers(&mut headers);
         }
         headers.remove(header::AUTHORIZATION);
+        if mask_plan.active() {
+            // Masking reads JSON and text only: negotiate JSON, uncompressed (ARCHITECTURE.md).
+            crate::transcript::mask::prefer_json(&mut headers);
+        }
         impersonation::apply(&mut headers, &target, &recorded.session_id);
         let request_bytes = Arc::new(AtomicU64::new(0));
         let upstream_body = CountingBody::new(prefix.into_body(), request_bytes.clone()).boxed();
@@ -288,14 +331,27 @@ impl Proxy {
         finish.latency = started.elapsed();
         finish.content_type = header_str(&rparts.headers, "content-type");
         finish.content_encoding = header_str(&rparts.headers, "content-encoding");
-        if crate::transcript::mask::applies_to(&kube) {
-            finish.mask_secrets();
-        }
         self.count(&kube.verb, finish.status, started);
         if let Some(u) = upgrade
             && rparts.status == StatusCode::SWITCHING_PROTOCOLS
         {
             return u.relay(rparts, finish, crate::streams::StreamSettings::default());
+        }
+        let mut rbody = rbody.map_err(BoxError::from).boxed();
+        if mask_plan.active() {
+            match crate::policy::dlp::mask_response(
+                &mask_plan,
+                &mut rparts.headers,
+                rbody,
+                &mut finish,
+            ) {
+                Ok(b) => rbody = b,
+                Err(message) => {
+                    finish.outcome = Some(Err(message.clone()));
+                    drop(finish);
+                    return status_response(StatusCode::BAD_GATEWAY, "InternalError", &message);
+                }
+            }
         }
         let body = CaptureBody::new(rbody, finish)
             .map_err(BoxError::from)

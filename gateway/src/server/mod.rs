@@ -122,6 +122,7 @@ impl Gateway {
             metrics: metrics.clone(),
             impersonator,
             policy,
+            approvals: Arc::new(crate::approvals::Approvals::new()),
         });
         let ops = Ops {
             metrics,
@@ -163,6 +164,10 @@ impl Gateway {
         // Hot reload: re-read every second until the process ends.
         if let Some(policy) = &self.proxy.policy {
             let _detached = policy.clone().watch(Duration::from_secs(1));
+            let _expiry = crate::approvals::api::expire_grants(
+                self.proxy.approvals.clone(),
+                self.proxy.recorder.clone(),
+            );
         }
         // Ships until the process ends; what is unshipped stays in the journal for next time.
         let ship_task = self
