@@ -398,6 +398,59 @@ impl TestApiServer {
         self.state.store.get(r, namespace, name)
     }
 
+    /// Creates an object as `kubectl create` would (defaults applied, `status` dropped), and
+    /// returns it with its server-set uid: tests that build fake cgroups need that uid.
+    pub fn create_object(&self, obj: Value) -> anyhow::Result<Value> {
+        handler::create_internal(&self.state, obj).map_err(|e| anyhow::anyhow!("creating: {e}"))
+    }
+
+    /// Replaces an object's `status` as the status subresource does (a kubelet reporting
+    /// container ids, a node its addresses); watchers see MODIFIED.
+    pub fn set_status(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> anyhow::Result<Value> {
+        let r = resources::RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .ok_or_else(|| anyhow::anyhow!("no served resource {group}/{plural}"))?;
+        let (_, o) = self
+            .state
+            .store
+            .write(r, namespace, name, false, |cur| {
+                let mut next = cur
+                    .cloned()
+                    .ok_or_else(|| ApiError::not_found(r.group, r.plural, name))?;
+                next["status"] = status;
+                Ok(store::Write::Update(next))
+            })
+            .map_err(|e| anyhow::anyhow!("updating status: {e}"))?;
+        Ok(o)
+    }
+
+    /// Deletes an object at once (no grace period); watchers see DELETED.
+    pub fn delete_object(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let r = resources::RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.plural == plural)
+            .ok_or_else(|| anyhow::anyhow!("no served resource {group}/{plural}"))?;
+        self.state
+            .store
+            .write(r, namespace, name, false, |_| Ok(store::Write::Delete))
+            .map_err(|e| anyhow::anyhow!("deleting: {e}"))?;
+        Ok(())
+    }
+
     /// Issues a client certificate for `user` (CN) and `groups` (O), accepted by this server.
     /// Returns `(cert_pem, key_pem)`.
     pub fn issue_client_cert(&self, user: &UserInfo) -> anyhow::Result<(String, String)> {

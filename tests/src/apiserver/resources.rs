@@ -126,6 +126,24 @@ pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         group: "",
         version: "v1",
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        verbs: CRUD,
+        subresources: &[Subresource {
+            name: "status",
+            response: ("", "v1", "Node"),
+            verbs: GET_PATCH_UPDATE,
+        }],
+        virtual_create_only: false,
+        definition: "io.k8s.api.core.v1.Node",
+    },
+    ResourceDef {
+        group: "",
+        version: "v1",
         kind: "Pod",
         plural: "pods",
         singular: "pod",
@@ -289,6 +307,20 @@ pub static RESOURCES: &[ResourceDef] = &[
         virtual_create_only: true,
         definition: "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
     },
+    ResourceDef {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        verbs: CRUD,
+        subresources: &[],
+        virtual_create_only: false,
+        definition: "io.k8s.api.discovery.v1.EndpointSlice",
+    },
 ];
 
 /// The served groups in discovery order, each with its single version.
@@ -296,6 +328,7 @@ pub const GROUPS: &[(&str, &str)] = &[
     ("apps", "v1"),
     ("authentication.k8s.io", "v1"),
     ("authorization.k8s.io", "v1"),
+    ("discovery.k8s.io", "v1"),
 ];
 
 /// Looks up a resource by group, version and plural name.

@@ -356,6 +356,45 @@ fn definitions() -> BTreeMap<String, Value> {
         format!("{CORE}.NamespaceList"),
         list_kind("", "v1", "NamespaceList", &format!("{CORE}.Namespace")),
     );
+    // Nodes and EndpointSlices are served for the node agent's watches; their bodies are
+    // kept free-form, which is all the agent's tests need.
+    add(
+        format!("{CORE}.Node"),
+        kind(
+            "Node is a worker node in Kubernetes.",
+            "",
+            "v1",
+            "Node",
+            vec![("spec", free()), ("status", free())],
+        ),
+    );
+    add(
+        format!("{CORE}.NodeList"),
+        list_kind("", "v1", "NodeList", &format!("{CORE}.Node")),
+    );
+    add(
+        "io.k8s.api.discovery.v1.EndpointSlice".into(),
+        kind(
+            "EndpointSlice represents a set of service endpoints.",
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            vec![
+                ("addressType", string()),
+                ("endpoints", json!({"type": "array", "items": free()})),
+                ("ports", json!({"type": "array", "items": free()})),
+            ],
+        ),
+    );
+    add(
+        "io.k8s.api.discovery.v1.EndpointSliceList".into(),
+        list_kind(
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSliceList",
+            "io.k8s.api.discovery.v1.EndpointSlice",
+        ),
+    );
     add(
         format!("{CORE}.Service"),
         kind(
