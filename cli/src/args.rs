@@ -64,8 +64,26 @@ pub enum Cmd {
         source: Source,
         /// Session id, or a unique prefix of it.
         session: String,
-        #[arg(long, value_enum, default_value = "json")]
+        #[arg(long, value_enum, default_value = "json", env = "GATEHOUSE_FORMAT")]
         format: ExportFormat,
+    },
+    /// Replay a session's recorded exec/attach output in this terminal, read-only, with its
+    /// original timing. Space pauses, Enter steps (with --step), q quits. Never contacts the
+    /// cluster.
+    Replay {
+        #[command(flatten)]
+        source: Source,
+        /// Session id, or a unique prefix of it.
+        session: String,
+        /// Playback speed factor: 2 plays twice as fast, 0.5 half as fast.
+        #[arg(long, default_value_t = 1.0, env = "GATEHOUSE_REPLAY_SPEED")]
+        speed: f64,
+        /// Play one output frame per Enter (or per line of a piped stdin).
+        #[arg(long, env = "GATEHOUSE_REPLAY_STEP")]
+        step: bool,
+        /// Shorten recorded idle gaps longer than this many seconds.
+        #[arg(long, env = "GATEHOUSE_REPLAY_IDLE_LIMIT")]
+        idle_limit: Option<f64>,
     },
     /// Check policy files.
     Policy {
@@ -105,4 +123,6 @@ pub enum ExportFormat {
     Json,
     /// One event per line.
     Ndjson,
+    /// asciicast v2 of the exec/attach terminal streams, for the asciinema player.
+    Asciicast,
 }

@@ -19,6 +19,12 @@ pub enum CliError {
     Policy(String),
     #[error("invalid --request: {0}")]
     Request(String),
+    #[error("invalid replay option: {0}")]
+    Replay(String),
+    #[error(
+        "session {0} recorded no exec or attach stream: nothing to replay (`gatehouse show` lists its commands)"
+    )]
+    NothingToReplay(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -31,7 +37,9 @@ impl CliError {
             CliError::NoSession(_)
             | CliError::Ambiguous { .. }
             | CliError::Time(_)
-            | CliError::Request(_) => 2,
+            | CliError::Request(_)
+            | CliError::Replay(_)
+            | CliError::NothingToReplay(_) => 2,
             CliError::Journal(_) | CliError::Decode { .. } | CliError::Output(_) => 1,
         }
     }

@@ -1,4 +1,5 @@
-//! Session export as JSON or NDJSON. Bodies are UTF-8 text when they are text, else base64.
+//! Session export as JSON or NDJSON (bodies are UTF-8 text when they are text, else base64),
+//! or as asciicast v2 (`asciicast.rs`).
 use crate::args::ExportFormat;
 use crate::error::CliError;
 use crate::sessions::{Filter, summarize};
@@ -17,6 +18,7 @@ pub fn write(
     let mut evs: Vec<&Event> = events.iter().filter(|e| e.session_id == session).collect();
     evs.sort_by_key(|e| e.seq);
     match format {
+        ExportFormat::Asciicast => return crate::asciicast::write(events, session, out),
         ExportFormat::Ndjson => {
             for e in evs {
                 writeln!(out, "{}", event_json(e))?;

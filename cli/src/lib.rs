@@ -1,11 +1,14 @@
 //! The `gatehouse` CLI: lists sessions, prints a session's ordered kubectl transcript and
 //! exports sessions as JSON from the gateway's local journal; explains policy decisions.
 mod args;
+mod asciicast;
 mod error;
 mod events;
 mod export;
+mod kubectl_line;
 mod kubectl_request;
 mod policy;
+mod replay;
 mod sessions;
 mod show;
 mod time;
@@ -56,6 +59,17 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let events = events::load(&source)?;
             let id = sessions::resolve(&events, &session)?;
             export::write(&events, &id, format, out)
+        }
+        Cmd::Replay {
+            source,
+            session,
+            speed,
+            step,
+            idle_limit,
+        } => {
+            let events = events::load(&source)?;
+            let id = sessions::resolve(&events, &session)?;
+            replay::run(&events, &id, speed, step, idle_limit, out)
         }
         Cmd::Policy {
             cmd:

@@ -1,9 +1,12 @@
 //! The ordered command transcript of one session: one `> kubectl …` line per command, with
-//! discovery noise folded away and failures marked.
+//! discovery noise folded away and failures marked. Streams read as typed
+//! (`kubectl exec -it checkout-7b9 -n payments -c app -- sh`), with their exit code, copy or
+//! port-forward totals.
 use crate::error::CliError;
+use crate::kubectl_line::stream_command_with_copy;
 use crate::sessions::{Filter, actor, summarize};
 use crate::time::{human_duration, rfc3339};
-use gatehouse_proto::v1::{Event, ResponseFinished, event::Payload};
+use gatehouse_proto::v1::{Event, ResponseFinished, StreamEnded, StreamOpened, event::Payload};
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -24,6 +27,8 @@ struct Line<'a> {
     command: String,
     class: Class,
     denied: Option<String>,
+    /// What an exec/attach/cp/port-forward stream came to.
+    stream: Option<String>,
 }
 
 pub fn print(
@@ -54,6 +59,20 @@ pub fn print(
             _ => None,
         })
         .collect();
+    let opened: HashMap<&str, &StreamOpened> = evs
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::StreamOpened(o)) => Some((o.request_event_id.as_str(), o)),
+            _ => None,
+        })
+        .collect();
+    let ended: HashMap<&str, &StreamEnded> = evs
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::StreamEnded(x)) => Some((x.request_event_id.as_str(), x)),
+            _ => None,
+        })
+        .collect();
 
     // Group consecutive lines by kubectl invocation.
     let mut groups: Vec<Vec<Line<'_>>> = Vec::new();
@@ -71,11 +90,22 @@ pub fn print(
                 } else {
                     Class::Read
                 };
+                let (command, stream) = match opened.get(e.event_id.as_str()) {
+                    Some(o) => {
+                        let end = ended.get(e.event_id.as_str()).copied();
+                        (
+                            stream_command_with_copy(o, end.and_then(|x| x.copy.as_ref())),
+                            Some(stream_outcome(o, end)),
+                        )
+                    }
+                    None => (r.command.clone(), None),
+                };
                 Line {
                     event: e,
-                    command: r.command.clone(),
+                    command,
                     class,
                     denied: None,
+                    stream,
                 }
             }
             Some(Payload::Denied(d)) => Line {
@@ -86,6 +116,7 @@ pub fn print(
                     "denied {} {}: {}",
                     d.status_code, d.reason, d.message
                 )),
+                stream: None,
             },
             _ => continue,
         };
@@ -109,6 +140,10 @@ pub fn print(
             let mut text = format!("> {}", l.command);
             if let Some(d) = &l.denied {
                 text.push_str(&format!("   # {d}"));
+            } else if let Some(s) = &l.stream {
+                if !s.is_empty() {
+                    text.push_str(&format!("   # {s}"));
+                }
             } else if let Some(r) = resp {
                 if r.status_code >= 400 {
                     text.push_str(&format!("   # {}", r.status_code));
@@ -150,4 +185,39 @@ pub fn print(
         }
     }
     Ok(())
+}
+
+/// The end of a stream in a few words: a failed exit code, an abort, a copy's size and hash,
+/// port-forward totals. Empty for a command that exited 0.
+fn stream_outcome(o: &StreamOpened, end: Option<&StreamEnded>) -> String {
+    let Some(x) = end else {
+        return "stream end not recorded".into();
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(c) = &x.copy {
+        let hash: String = c.tar_sha256.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = c.direction.replace('_', " ");
+        parts.push(format!("{dir}: {} B tar, sha256 {hash}", c.tar_bytes));
+    }
+    if o.kind == "portforward" {
+        let (up, down) = x.connections.iter().fold((0, 0), |(u, d), c| {
+            (u + c.bytes_to_container, d + c.bytes_from_container)
+        });
+        parts.push(format!(
+            "{} connection(s), {up} B to pod, {down} B from pod",
+            x.connections.len()
+        ));
+    }
+    match x.exit_code {
+        Some(0) | None => {}
+        Some(c) => parts.push(format!("exit code {c}")),
+    }
+    if x.aborted {
+        parts.push(if x.error.is_empty() {
+            "aborted".to_string()
+        } else {
+            format!("aborted: {}", x.error)
+        });
+    }
+    parts.join(", ")
 }

@@ -65,6 +65,22 @@ pub fn kubectl_path() -> anyhow::Result<PathBuf> {
     Ok(p)
 }
 
+/// The real kubectl v1.29 (SPDY only), for the stream tests' version matrix:
+/// `GATEHOUSE_KUBECTL_V129`, else `kubectl-v1.29` next to kubectl v1.35.
+pub fn kubectl_v129_path() -> anyhow::Result<PathBuf> {
+    let p = match std::env::var("GATEHOUSE_KUBECTL_V129") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => tools_bin()?.join("kubectl-v1.29"),
+    };
+    if !p.exists() {
+        bail!(
+            "kubectl v1.29 not found at {} (scripts/install-tools.sh installs it)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }

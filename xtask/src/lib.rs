@@ -23,9 +23,10 @@ pub enum Cmd {
     /// Regenerate the committed prost code from proto/.
     Codegen,
     /// Benchmarks: `bench gateway` measures direct against through-gateway; `bench agent`
-    /// the node agent's connect() overhead, matching throughput and alert latency (root).
+    /// the node agent's connect() overhead, matching throughput and alert latency (root);
+    /// `bench streams` exec and port-forward throughput and RSS through the gateway.
     Bench {
-        #[arg(value_parser = ["gateway", "agent"])]
+        #[arg(value_parser = ["gateway", "agent", "streams"])]
         target: String,
     },
     /// Run the demo: real kubectl through the real gateway, then the transcript.
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Demo => demo::run(),
         Cmd::Dist(args) => dist::run(&args),
         Cmd::Bench { target } if target == "agent" => bench_agent::agent(),
+        Cmd::Bench { target } if target == "streams" => bench::streams::streams(),
         Cmd::Bench { .. } => bench::gateway(),
     }
 }

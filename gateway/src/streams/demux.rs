@@ -56,6 +56,8 @@ pub enum DemuxError {
     UnexpectedMessage(&'static str),
     #[error("a base64 channel message does not decode")]
     BadBase64,
+    #[error("the connection ended inside a frame ({0} bytes of it unforwarded)")]
+    Truncated(usize),
 }
 
 /// One channel's bytes from one frame.

@@ -266,6 +266,8 @@ async fn pump(
         tokio::select! {
             read = from.read_buf(&mut buf) => {
                 match read {
+                    // A partial frame is never forwarded: say so rather than drop it quietly.
+                    Ok(0) if !buf.is_empty() => return End::Bad(DemuxError::Truncated(buf.len())),
                     Ok(0) => return End::Eof { orderly },
                     Ok(_) => {}
                     Err(e) => return End::Io(e),
@@ -319,3 +321,7 @@ async fn write(to: &Writer, bytes: &[u8]) -> bool {
 async fn shutdown(to: &Writer) {
     let _ = to.lock().await.shutdown().await;
 }
+
+#[cfg(test)]
+#[path = "relay_bad_input_tests.rs"]
+mod bad_input_tests;

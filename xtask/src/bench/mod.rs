@@ -1,6 +1,8 @@
 //! `cargo xtask bench gateway`: direct-to-test-server against through-gateway in one run, with
 //! wrk on loopback, plus the gateway's RSS growth while streaming a 1 GiB `logs -f`.
 mod rss;
+// `bench streams`: exec and port-forward throughput, RSS under 1 GiB of exec stdout.
+pub mod streams;
 mod wrk;
 
 use anyhow::Context;

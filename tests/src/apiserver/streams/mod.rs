@@ -1,11 +1,12 @@
 //! exec, attach and port-forward like the kubelet behind a real API server: WebSocket
-//! (`v5`/`v4.channel.k8s.io`, `SPDY/3.1+portforward.k8s.io`) and SPDY/3.1 upgrades, with a real
+//! (`v5`/`v4.channel.k8s.io`, `SPDY/3.1+portforward.k8s.io`, legacy WebSocket port-forward) and SPDY/3.1 upgrades, with a real
 //! local process per exec in the pod's own temp dir, and real TCP behind port-forward.
 mod attach;
 mod portforward;
 mod process;
 mod spdy_conn;
 mod ws_conn;
+mod ws_portforward;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ enum Proto {
     SpdyPortForward,
     /// SPDY/3.1 port-forward tunnelled in WebSocket binary messages.
     WsTunnelPortForward,
+    /// Legacy WebSocket port-forward: channels 2i/2i+1 for the i-th port.
+    WsLegacyPortForward,
 }
 
 fn offered(headers: &http::HeaderMap, name: &str) -> Vec<String> {
@@ -104,7 +107,7 @@ pub(crate) fn serve(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
             .ok_or_else(|| ApiError::bad_request("missing Sec-WebSocket-Key"))?;
         let protocols = offered(&ctx.headers, "sec-websocket-protocol");
         let supported: &[&str] = if port_forward {
-            &["SPDY/3.1+portforward.k8s.io"]
+            &["SPDY/3.1+portforward.k8s.io", "v4.channel.k8s.io"]
         } else {
             &["v5.channel.k8s.io", "v4.channel.k8s.io"]
         };
@@ -129,6 +132,7 @@ pub(crate) fn serve(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
         );
         match chosen.as_str() {
             "SPDY/3.1+portforward.k8s.io" => Proto::WsTunnelPortForward,
+            _ if port_forward => Proto::WsLegacyPortForward,
             "v5.channel.k8s.io" => Proto::WsChannel(true),
             _ => Proto::WsChannel(false),
         }
@@ -178,6 +182,22 @@ pub(crate) fn serve(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
         .find(|(k, _)| k == "container")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
+    // Legacy WebSocket port-forward names its ports in the query (repeated or comma-joined).
+    let mut ports = Vec::new();
+    for (_, v) in q.iter().filter(|(k, _)| k == "ports") {
+        for p in v.split(',') {
+            ports.push(
+                p.trim()
+                    .parse::<u16>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid port {p:?}")))?,
+            );
+        }
+    }
+    if proto == Proto::WsLegacyPortForward && ports.is_empty() {
+        return Err(ApiError::bad_request(
+            "query parameter \"ports\" is required",
+        ));
+    }
     let dir = ctx.state.streams.pod_dir(&t.ns, &name);
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(e.to_string()))?;
     let flags = Flags {
@@ -229,6 +249,7 @@ pub(crate) fn serve(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
             Proto::SpdyExec => spdy_conn::serve(io, flags, start).await,
             Proto::SpdyPortForward => portforward::serve(Box::new(io), false).await,
             Proto::WsTunnelPortForward => portforward::serve(Box::new(io), true).await,
+            Proto::WsLegacyPortForward => ws_portforward::serve(io, ports).await,
         }
     });
     Ok(resp)

@@ -1,0 +1,248 @@
+//! `cargo xtask bench streams`: real kubectl exec stdout and port-forward throughput, direct to
+//! the test API server against through the gateway in one run, and the gateway's RSS growth
+//! while 1 GiB of exec stdout crosses it (and is recorded).
+use anyhow::Context;
+use gatehouse_tests::apiserver::ApiServerOptions;
+use gatehouse_tests::fixture::GatewayEnv;
+use gatehouse_tests::kubectl::Kubectl;
+use serde_json::json;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Bytes per throughput run; runs alternate direct and gateway, the best of each is kept.
+const RUN_BYTES: u64 = 256 << 20;
+const ROUNDS: usize = 3;
+/// Bytes of exec stdout for the memory measurement.
+const RSS_BYTES: u64 = 1 << 30;
+
+pub fn streams() -> anyhow::Result<()> {
+    // One command builds the gateway and the release xtask (separate builds resolve features
+    // differently and rebuild each other's binaries), as `bench gateway` does.
+    let build = [
+        "--release",
+        "-p",
+        "gatehouse-gateway",
+        "-p",
+        "xtask",
+        "--bins",
+    ];
+    if cfg!(debug_assertions) {
+        // Measure optimised code only: re-run this command from the release build.
+        crate::tools::cargo_build(&build)?;
+        let exe = std::env::current_exe()?;
+        let release = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .map(|target| target.join("release").join("xtask"))
+            .context("locating the release xtask")?;
+        let status = std::process::Command::new(release)
+            .args(["bench", "streams"])
+            .current_dir(crate::workspace_root())
+            .status()?;
+        anyhow::ensure!(status.success(), "release bench failed");
+        return Ok(());
+    }
+    crate::tools::cargo_build(&build)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let opts = ApiServerOptions {
+        objects: vec![json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "bench", "namespace": "bench"},
+            "spec": {"containers": [{"name": "app", "image": "busybox"}]}
+        })],
+        ..Default::default()
+    };
+    let e = GatewayEnv::start(opts, &[]).await?;
+    let pid = e.gw.pid().context("the gateway has no pid")?;
+
+    // Exec stdout: kubectl reads `head -c N /dev/zero` from the "container".
+    let (mut d_exec, mut g_exec) = (0f64, 0f64);
+    exec_rate(&e.direct, 16 << 20).await?; // warm-up: discovery cache, connections
+    exec_rate(&e.agent, 16 << 20).await?;
+    for _ in 0..ROUNDS {
+        d_exec = d_exec.max(exec_rate(&e.direct, RUN_BYTES).await?);
+        g_exec = g_exec.max(exec_rate(&e.agent, RUN_BYTES).await?);
+    }
+
+    // Port-forward: a TCP source behind the pod writes N bytes per connection.
+    let source = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let source_port = source.local_addr()?.port();
+    tokio::spawn(async move {
+        let chunk = vec![0x5au8; 1 << 16];
+        while let Ok((mut s, _)) = source.accept().await {
+            let chunk = chunk.clone();
+            tokio::spawn(async move {
+                let mut left = RUN_BYTES;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if s.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let mut direct_pf = PortForward::start(&e.direct, source_port).await?;
+    let mut gw_pf = PortForward::start(&e.agent, source_port).await?;
+    let (mut d_pf, mut g_pf) = (0f64, 0f64);
+    for _ in 0..ROUNDS {
+        d_pf = d_pf.max(pull(direct_pf.local).await?);
+        g_pf = g_pf.max(pull(gw_pf.local).await?);
+    }
+    direct_pf.child.kill().await?;
+    gw_pf.child.kill().await?;
+
+    // Memory: the gateway's RSS while 1 GiB of exec stdout crosses it and is journaled.
+    let start_kib = rss_kib(pid).unwrap_or(0);
+    let peak = Arc::new(AtomicU64::new(start_kib));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let rss_rate = exec_rate(&e.agent, RSS_BYTES).await?;
+    peak.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+    sampler.abort();
+    let peak_kib = peak.load(Ordering::Relaxed);
+
+    let mib = |rate: f64| rate / f64::from(1 << 20);
+    println!(
+        "gatehouse streams benchmark (loopback, real kubectl {}, best of {ROUNDS} × {} MiB)",
+        "v1.35",
+        RUN_BYTES >> 20
+    );
+    println!("  exec stdout  direct  : {:>8.1} MiB/s", mib(d_exec));
+    println!("  exec stdout  gateway : {:>8.1} MiB/s", mib(g_exec));
+    println!(
+        "  exec throughput ratio: {:.2}× direct (target ≥ 0.8×)",
+        g_exec / d_exec
+    );
+    println!("  port-forward direct  : {:>8.1} MiB/s", mib(d_pf));
+    println!("  port-forward gateway : {:>8.1} MiB/s", mib(g_pf));
+    println!(
+        "  port-forward ratio   : {:.2}× direct (target ≥ 0.8×)",
+        g_pf / d_pf
+    );
+    println!(
+        "  RSS while 1 GiB of exec stdout crosses ({:.1} MiB/s): start {start_kib} KiB, peak {peak_kib} KiB, growth {:.1} MiB (target ≤ 32 MiB)",
+        mib(rss_rate),
+        peak_kib.saturating_sub(start_kib) as f64 / 1024.0
+    );
+    e.gw.stop().await?;
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+/// Bytes per second of `kubectl exec … -- head -c <bytes> /dev/zero`, reading all of it.
+async fn exec_rate(k: &Kubectl, bytes: u64) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut child = tokio::process::Command::new(&k.bin)
+        .args(["exec", "bench", "-n", "bench", "--", "head", "-c"])
+        .arg(bytes.to_string())
+        .arg("/dev/zero")
+        .env("KUBECONFIG", &k.kubeconfig)
+        .env("HOME", &k.home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut out = child.stdout.take().context("kubectl stdout")?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut read = 0u64;
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(120), out.read(&mut buf)).await??;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+    }
+    let status = child.wait().await?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        status.success() && read == bytes,
+        "kubectl exec read {read} of {bytes} bytes and exited {status}"
+    );
+    Ok(bytes as f64 / secs)
+}
+
+struct PortForward {
+    child: tokio::process::Child,
+    local: u16,
+}
+
+impl PortForward {
+    async fn start(k: &Kubectl, remote: u16) -> anyhow::Result<PortForward> {
+        let local = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = tokio::process::Command::new(&k.bin)
+            .args([
+                "port-forward",
+                "pod/bench",
+                "-n",
+                "bench",
+                "--address=127.0.0.1",
+                &format!("{local}:{remote}"),
+            ])
+            .env("KUBECONFIG", &k.kubeconfig)
+            .env("HOME", &k.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut out = tokio::io::BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
+        )
+        .await??;
+        anyhow::ensure!(
+            line.contains("Forwarding from"),
+            "port-forward said {line:?}"
+        );
+        Ok(PortForward { child, local })
+    }
+}
+
+/// Bytes per second of one connection through the forward: the source's `RUN_BYTES`.
+async fn pull(local: u16) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", local)).await?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut read = 0u64;
+    while read < RUN_BYTES {
+        let n = tokio::time::timeout(Duration::from_secs(120), s.read(&mut buf)).await??;
+        anyhow::ensure!(
+            n > 0,
+            "port-forward ended after {read} of {RUN_BYTES} bytes"
+        );
+        read += n as u64;
+    }
+    Ok(read as f64 / started.elapsed().as_secs_f64())
+}
