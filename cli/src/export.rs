@@ -6,6 +6,7 @@ use crate::sessions::{Filter, summarize};
 use crate::time::rfc3339;
 use base64::Engine;
 use gatehouse_proto::v1::{self as pb, Event, event::Payload};
+use prost::Message;
 use serde_json::{Value, json};
 use std::io::Write;
 
@@ -140,6 +141,15 @@ pub fn event_json(e: &Event) -> Value {
                 })),
             }),
         ),
+        Some(Payload::Digest(d)) => (
+            "digest",
+            json!({
+                "session_id": d.session_id, "last_seq": d.last_seq,
+                "last_hash": hex_lower(&d.last_hash), "event_count": d.event_count,
+                "time_unix_nano": d.time_unix_nano, "closed": d.closed, "key_id": d.key_id,
+                "signature": hex_lower(&d.signature),
+            }),
+        ),
         None => ("unknown", Value::Null),
     };
     json!({
@@ -155,6 +165,9 @@ pub fn event_json(e: &Event) -> Value {
         "prev_hash": hex_lower(&e.prev_hash),
         "kind": kind,
         kind: payload,
+        // The event as recorded: `gatehouse verify --file` checks the hash chain over it and
+        // that every field above says the same.
+        "proto": base64::engine::general_purpose::STANDARD.encode(e.encode_to_vec()),
     })
 }
 

@@ -177,6 +177,10 @@ pub fn convert(index: usize, bytes: &bytes::Bytes) -> Result<Row, InvalidRecord>
             row.failed = u8::from(end.aborted || end.exit_code.is_some_and(|c| c != 0));
             (None, String::new())
         }
+        Payload::Digest(_) => {
+            row.kind = "digest";
+            (None, String::new())
+        }
         Payload::Alert(a) => return Ok(Row::Alert(alert(event_id, &e, a, bytes))),
     };
     if let Some(k) = kube {

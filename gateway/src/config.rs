@@ -63,6 +63,15 @@ pub struct GatewayArgs {
     /// wake-ups per request (lower latency) on small nodes shared with other work.
     #[arg(long, env = "GATEWAY_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
+    /// Ed25519 private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`) that signs session
+    /// digests. Without it the gateway generates a key for this process only and warns: its
+    /// digests then verify only against this process's `/keys`.
+    #[arg(long, env = "GATEWAY_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// How often each open session with new events gets a signed digest (ended sessions get
+    /// their final digest at the next tick).
+    #[arg(long, env = "GATEWAY_DIGEST_INTERVAL", default_value = "60s", value_parser = parse_interval)]
+    pub digest_interval: Duration,
     /// How long in-flight requests may finish after SIGTERM.
     #[arg(long, env = "GATEWAY_SHUTDOWN_GRACE", default_value = "25s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -89,6 +98,14 @@ fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
                 )
             }),
     }
+}
+
+/// A non-zero duration such as 30s.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a non-zero duration such as 30s or 1m"))
 }
 
 /// Parses `123`, `64KiB`, `10MiB`, `2GiB` (binary units; `KB`/`MB`/`GB` are decimal).

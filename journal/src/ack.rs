@@ -17,7 +17,16 @@ pub(crate) fn load(dir: &Path) -> Result<u64, JournalError> {
 
 pub(crate) fn store(dir: &Path, offset: u64) -> Result<(), JournalError> {
     let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .mode(0o600)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?
+    };
     writeln!(f, "{offset}").map_err(io(&tmp))?;
     f.sync_data().map_err(io(&tmp))?;
     std::fs::rename(&tmp, dir.join(FILE)).map_err(io(dir))?;

@@ -95,7 +95,15 @@ impl std::fmt::Debug for Journal {
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovering a torn tail.
     pub fn open(dir: &Path, opts: JournalOptions) -> Result<(Arc<Self>, Recovery), JournalError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            // Owner-only when the journal creates its directory (an existing one is kept).
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+        }
         let acked = ack::load(dir)?;
         let segments = segment::list(dir)?;
         let (active, recovery) = match segments.last() {
@@ -340,7 +348,10 @@ fn spawn_syncer(journal: Weak<Journal>, every: Duration) {
 }
 
 fn create_segment(path: &Path) -> Result<File, JournalError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Transcripts hold request bodies and exec sessions: owner-only, whatever the umask.
     OpenOptions::new()
+        .mode(0o600)
         .create(true)
         .append(true)
         .read(true)

@@ -7,3 +7,5 @@ pub mod v1 {
     #![allow(clippy::all, missing_docs)]
     include!("gen/gatehouse.v1.rs");
 }
+
+pub mod chain;

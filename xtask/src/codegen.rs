@@ -19,6 +19,9 @@ pub fn generate(out_dir: &Path) -> anyhow::Result<()> {
     // same file as the messages.
     let mut config = prost_build::Config::new();
     config.bytes(["."]);
+    // Maps encode in key order, so re-encoding a decoded event reproduces its bytes: the hash
+    // chain is over this canonical encoding.
+    config.btree_map(["."]);
     tonic_prost_build::configure()
         .out_dir(out_dir)
         .compile_fds_with_config(fds, config)

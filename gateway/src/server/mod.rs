@@ -1,5 +1,6 @@
 //! Builds the gateway from its configuration (validating everything first) and serves the TLS
 //! listener and the operations listener until SIGTERM.
+pub mod keys;
 pub mod ops;
 pub mod tls;
 
@@ -8,7 +9,9 @@ use crate::config::GatewayArgs;
 use crate::metrics::Metrics;
 use crate::proxy::impersonation::Impersonator;
 use crate::proxy::{ConnInfo, Proxy, ProxySettings};
+use crate::transcript::digest::Digester;
 use crate::transcript::recorder::Recorder;
+use crate::transcript::signing::DigestSigner;
 use crate::upstream::Upstream;
 use gatehouse_journal::{Journal, JournalOptions};
 use gatehouse_proto::v1::Producer;
@@ -38,6 +41,8 @@ pub enum BuildError {
     Shipping(#[from] crate::shipping::ShippingError),
     #[error("invalid policy file")]
     Policy(#[from] gatehouse_policy::LoadError),
+    #[error("invalid digest signing key")]
+    SigningKey(#[from] crate::transcript::signing::SigningKeyError),
     #[error("--capture-bytes {0} is larger than the journal's largest record allows")]
     CaptureTooLarge(u64),
 }
@@ -59,6 +64,7 @@ pub struct Gateway {
     tls: Arc<rustls::ServerConfig>,
     ops: Ops,
     shipper: Option<gatehouse_shipper::Shipper>,
+    digester: Arc<crate::transcript::digest::Digester>,
 }
 
 /// The bound listeners' addresses (port 0 resolved), for tests and logs.
@@ -83,6 +89,10 @@ impl Gateway {
             Some(path) => Some(Arc::new(crate::policy::LivePolicy::load(path)?)),
             None => None,
         };
+        let signer = Arc::new(match &args.signing_key {
+            Some(path) => DigestSigner::load(path)?,
+            None => DigestSigner::ephemeral()?,
+        });
         let upstream = Arc::new(Upstream::from_args(&args.upstream).await?);
         let auth = Authenticator::new(&args.auth, upstream.clone()).await?;
         let (journal, recovery) = Journal::open(
@@ -106,11 +116,25 @@ impl Gateway {
             instance: args.instance.clone().unwrap_or_else(hostname),
             version: crate::VERSION.into(),
         };
-        let recorder = Arc::new(Recorder::new(
-            journal.clone(),
-            args.session_idle_gap,
-            producer,
-            metrics.clone(),
+        let recorder = Arc::new(
+            Recorder::new(
+                journal.clone(),
+                args.session_idle_gap,
+                producer,
+                metrics.clone(),
+            )
+            .with_digests(),
+        );
+        if signer.is_ephemeral() {
+            tracing::warn!(
+                kid = signer.kid(),
+                "no --signing-key: session digests are signed with a key generated for this process only; they verify only against this process's /keys. Configure GATEWAY_SIGNING_KEY in production"
+            );
+        }
+        let digester = Arc::new(Digester::new(
+            recorder.clone(),
+            signer.clone(),
+            args.digest_interval,
         ));
         let proxy = Arc::new(Proxy {
             settings: ProxySettings {
@@ -128,6 +152,7 @@ impl Gateway {
             metrics,
             journal,
             max_unacked: args.journal_max_bytes,
+            signer,
         };
         Ok(Self {
             args,
@@ -135,6 +160,7 @@ impl Gateway {
             tls: Arc::new(tls),
             ops,
             shipper,
+            digester,
         })
     }
 
@@ -173,6 +199,8 @@ impl Gateway {
         let ship_task = self
             .shipper
             .map(|s| tokio::spawn(s.run(std::future::pending())));
+        let digest_task = tokio::spawn(self.digester.clone().run());
+        let digester = self.digester;
         let grace = self.args.shutdown_grace;
         let journal = self.ops.journal.clone();
         let serve = async move {
@@ -185,6 +213,10 @@ impl Gateway {
             )
             .await;
             ops_task.abort();
+            digest_task.abort();
+            // Every session ends with the process: seal each with its closing digest.
+            let sealed = tokio::task::spawn_blocking(move || digester.tick(true)).await;
+            tracing::info!(sealed = sealed.unwrap_or(0), "sessions sealed");
             if let Some(t) = ship_task {
                 t.abort();
             }

@@ -1,5 +1,5 @@
 //! The operations listener: `/healthz` (the process serves), `/readyz` (it can record, so it
-//! will forward), and Prometheus `/metrics`.
+//! will forward), Prometheus `/metrics`, and the digest signing key at `/keys`.
 use crate::body::{BoxBody, full};
 use crate::metrics::Metrics;
 use gatehouse_journal::Journal;
@@ -11,6 +11,8 @@ pub struct Ops {
     pub metrics: Arc<Metrics>,
     pub journal: Arc<Journal>,
     pub max_unacked: u64,
+    /// The digest signing key, published at `/keys`.
+    pub signer: Arc<crate::transcript::signing::DigestSigner>,
 }
 
 impl Ops {
@@ -40,6 +42,11 @@ impl Ops {
                     format!("not ready: {why}\n"),
                 ),
             },
+            "/keys" => (
+                StatusCode::OK,
+                "application/jwk-set+json",
+                super::keys::jwks(&self.signer),
+            ),
             "/metrics" => {
                 self.metrics
                     .journal_unacked_bytes

@@ -1,7 +1,9 @@
 //! The transcript model: parsing requests, reconstructing kubectl commands, grouping requests
-//! into sessions, and recording events into the journal.
+//! into sessions, recording events into the journal, and signing session digests.
 pub mod command;
+pub mod digest;
 pub mod mask;
 pub mod recorder;
 pub mod request_info;
 pub mod session;
+pub mod signing;

@@ -49,6 +49,36 @@ impl Recorder {
         }
     }
 
+    /// Keeps idle sessions until a `Digester` has written their closing digest.
+    pub fn with_digests(mut self) -> Self {
+        self.sessions.get_mut().set_sealing(true);
+        self
+    }
+
+    /// The digests owed now (see `Sessions::digests_due`).
+    pub fn digests_due(&self, shutting_down: bool) -> Vec<super::session::DigestDue> {
+        self.sessions
+            .lock()
+            .digests_due(Instant::now(), shutting_down)
+    }
+
+    /// Appends a signed digest event to its session and makes it durable. Called by the
+    /// digester's task, never on a request path.
+    pub fn record_digest(
+        &self,
+        due: &super::session::DigestDue,
+        event: Event,
+    ) -> Result<Recorded, RecordError> {
+        let id = due.session_id.as_str();
+        let (recorded, appended) =
+            self.stamp_and_append(event, |sessions, _| sessions.get(id), None, false)?;
+        self.journal.make_durable(appended)?;
+        self.sessions
+            .lock()
+            .digest_written(id, due.last_seq, recorded.seq, due.closing);
+        Ok(recorded)
+    }
+
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
     }
@@ -149,6 +179,11 @@ impl Recorder {
         };
         state.next_seq += 1;
         state.prev_hash = Sha256::digest(&bytes).to_vec();
+        if state.next_seq == 2 {
+            // Once per session: who it is, for its digest events.
+            state.identity = event.identity.clone();
+            state.client = event.client.clone();
+        }
         let recorded = Recorded {
             event_id: event.event_id,
             session_id: event.session_id,

@@ -30,7 +30,7 @@ pub struct Event {
     /// SHA-256 of the previous event of the session (tamper evidence); empty for the first.
     #[prost(bytes = "bytes", tag = "9")]
     pub prev_hash: ::prost::bytes::Bytes,
-    #[prost(oneof = "event::Payload", tags = "20, 21, 22, 23, 24, 25, 26")]
+    #[prost(oneof = "event::Payload", tags = "20, 21, 22, 23, 24, 25, 26, 27")]
     pub payload: ::core::option::Option<event::Payload>,
 }
 /// Nested message and enum types in `Event`.
@@ -51,6 +51,8 @@ pub mod event {
         StreamFrame(super::StreamFrame),
         #[prost(message, tag = "26")]
         StreamEnded(super::StreamEnded),
+        #[prost(message, tag = "27")]
+        Digest(super::SessionDigest),
     }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -77,8 +79,8 @@ pub struct Identity {
     /// Token issuer (OIDC `iss`), or the CA subject for client certificates.
     #[prost(string, tag = "5")]
     pub issuer: ::prost::alloc::string::String,
-    #[prost(map = "string, string", tag = "6")]
-    pub extra: ::std::collections::HashMap<
+    #[prost(btree_map = "string, string", tag = "6")]
+    pub extra: ::prost::alloc::collections::BTreeMap<
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
@@ -155,8 +157,8 @@ pub struct Impersonation {
     pub groups: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     #[prost(string, tag = "3")]
     pub uid: ::prost::alloc::string::String,
-    #[prost(map = "string, string", tag = "4")]
-    pub extra: ::std::collections::HashMap<
+    #[prost(btree_map = "string, string", tag = "4")]
+    pub extra: ::prost::alloc::collections::BTreeMap<
         ::prost::alloc::string::String,
         ::prost::alloc::string::String,
     >,
@@ -416,6 +418,37 @@ pub struct StreamEnded {
     pub connections: ::prost::alloc::vec::Vec<PortForwardConnection>,
     #[prost(message, optional, tag = "11")]
     pub copy: ::core::option::Option<FileCopy>,
+}
+/// A signed statement of a session's hash chain so far (tamper evidence). The gateway appends one
+/// to each open session every digest interval (when it has new events) and one with `closed` when
+/// the session ends. The digest event is itself chained like any other event of the session.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SessionDigest {
+    /// The session this digest covers (the same as the event's `session_id`; signed).
+    #[prost(string, tag = "1")]
+    pub session_id: ::prost::alloc::string::String,
+    /// The highest sequence number covered: events 1..=last_seq.
+    #[prost(uint64, tag = "2")]
+    pub last_seq: u64,
+    /// SHA-256 of the canonical encoding of event `last_seq`; the chain links it back to seq 1.
+    #[prost(bytes = "bytes", tag = "3")]
+    pub last_hash: ::prost::bytes::Bytes,
+    /// Events covered (equal to `last_seq`, since sequences are gapless from 1).
+    #[prost(uint64, tag = "4")]
+    pub event_count: u64,
+    /// When the digest was signed, nanoseconds since the Unix epoch.
+    #[prost(int64, tag = "5")]
+    pub time_unix_nano: i64,
+    /// The session ended: no event follows this digest.
+    #[prost(bool, tag = "6")]
+    pub closed: bool,
+    /// RFC 7638 thumbprint of the Ed25519 public key (the `kid` served at the gateway's /keys).
+    #[prost(string, tag = "7")]
+    pub key_id: ::prost::alloc::string::String,
+    /// Ed25519 over "gatehouse.v1.SessionDigest" || 0x00 || the canonical encoding of this message
+    /// with `signature` empty.
+    #[prost(bytes = "bytes", tag = "8")]
+    pub signature: ::prost::bytes::Bytes,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
