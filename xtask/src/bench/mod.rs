@@ -1,5 +1,6 @@
 //! `cargo xtask bench gateway`: direct-to-test-server against through-gateway in one run, with
 //! wrk on loopback, plus the gateway's RSS growth while streaming a 1 GiB `logs -f`.
+mod compare;
 mod rss;
 // `bench streams`: exec and port-forward throughput, RSS under 1 GiB of exec stdout.
 pub mod streams;
@@ -13,23 +14,32 @@ use serde_json::json;
 
 /// Bytes of the streamed log for the memory measurement.
 const LOG_BYTES: u64 = 1 << 30;
-const SECONDS: u32 = 10;
+/// Seconds per wrk run (`compare::ROUNDS` interleaved rounds of four runs per gateway).
+const SECONDS: u32 = 5;
 
 pub fn gateway() -> anyhow::Result<()> {
+    // The gateway and the release xtask are built by one command: separate `cargo build -p
+    // gatehouse-gateway` and `cargo run -p xtask` resolve features differently and rebuild each
+    // other's binaries on every run.
+    let build = [
+        "--release",
+        "-p",
+        "gatehouse-gateway",
+        "-p",
+        "xtask",
+        "--bins",
+    ];
     if cfg!(debug_assertions) {
-        // Measure optimised code only: re-run this command from a release build.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "bench",
-                "gateway",
-            ])
+        // Measure optimised code only: re-run this command from the release build.
+        crate::tools::cargo_build(&build)?;
+        let exe = std::env::current_exe()?;
+        let release = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .map(|target| target.join("release").join("xtask"))
+            .context("locating the release xtask")?;
+        let status = std::process::Command::new(release)
+            .args(["bench", "gateway"])
             .current_dir(crate::workspace_root())
             .status()?;
         anyhow::ensure!(status.success(), "release bench failed");
@@ -37,7 +47,7 @@ pub fn gateway() -> anyhow::Result<()> {
     }
     wrk::ensure_installed()?;
     let tools = crate::tools::tools_bin()?;
-    crate::tools::cargo_build(&["--release", "-p", "gatehouse-gateway", "--bins"])?;
+    crate::tools::cargo_build(&build)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -77,69 +87,72 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         format!("--oidc-ca-file={}", issuer_ca.display()),
         "--oidc-username-prefix=-".into(),
     ];
-    // Extra gateway flags for comparing settings, e.g. GATEHOUSE_BENCH_GATEWAY_ARGS=--upstream-http2=false
+    // Extra gateway flags for every gateway measured, e.g. GATEHOUSE_BENCH_GATEWAY_ARGS=--upstream-http2=false
     if let Ok(extra) = std::env::var("GATEHOUSE_BENCH_GATEWAY_ARGS") {
         args.extend(extra.split_whitespace().map(str::to_string));
     }
+    // Further settings to compare with the defaults, `;`-separated flag sets, e.g.
+    // GATEHOUSE_BENCH_COMPARE="--worker-threads=1;--upstream-http2=false". Each gets its own
+    // gateway and its own direct runs.
+    let variants: Vec<String> = std::env::var("GATEHOUSE_BENCH_COMPARE")
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect();
     println!("gateway flags: {}", args[2..].join(" "));
-    let gw = GatewayProc::start(dir.path(), &dir.path().join("journal"), &args).await?;
     let token = issuer.token("bench", &["bench"], "gatehouse")?;
     let path = "/api/v1/namespaces/bench/configmaps/one-kib";
-    let direct_url = format!("{}{path}", api.url());
-    let gw_url = format!("{}{path}", gw.url);
 
-    // The wrk runs are blocking: keep them off the runtime that serves the test API server.
-    let (d1, g1, d32, g32) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        // Warm both paths (connection pools, JWKS, discovery of nothing).
-        wrk::run(&direct_url, ADMIN_TOKEN, 1, 1, 2)?;
-        wrk::run(&gw_url, &token, 1, 1, 2)?;
-        let d1 = wrk::run(&direct_url, ADMIN_TOKEN, 1, 1, SECONDS)?;
-        let g1 = wrk::run(&gw_url, &token, 1, 1, SECONDS)?;
-        let d32 = wrk::run(&direct_url, ADMIN_TOKEN, 32, 2, SECONDS)?;
-        let g32 = wrk::run(&gw_url, &token, 32, 2, SECONDS)?;
-        Ok((d1, g1, d32, g32))
-    })
-    .await??;
-    for (name, r) in [
-        ("direct c1", d1),
-        ("gateway c1", g1),
-        ("direct c32", d32),
-        ("gateway c32", g32),
-    ] {
-        anyhow::ensure!(r.non_2xx == 0, "{name}: {} non-2xx responses", r.non_2xx);
+    let mut results = Vec::new();
+    for (i, variant) in std::iter::once(String::new()).chain(variants).enumerate() {
+        let mut flags = args.clone();
+        flags.extend(variant.split_whitespace().map(str::to_string));
+        let gw = GatewayProc::start(dir.path(), &dir.path().join(format!("journal-{i}")), &flags)
+            .await?;
+        let targets = compare::Targets {
+            direct_url: format!("{}{path}", api.url()),
+            direct_token: ADMIN_TOKEN.to_string(),
+            gateway_url: format!("{}{path}", gw.url),
+            gateway_token: token.clone(),
+        };
+        // The wrk runs are blocking: keep them off the runtime that serves the test API server.
+        let cmp =
+            tokio::task::spawn_blocking(move || compare::measure(&targets, SECONDS)).await??;
+        // Memory is measured on the shipped defaults.
+        let growth = if i == 0 && std::env::var_os("GATEHOUSE_BENCH_SKIP_RSS").is_none() {
+            let g = rss::stream_logs_and_watch_rss(&gw, tools, dir.path(), &issuer, LOG_BYTES)
+                .await
+                .context("measuring RSS while streaming logs")?;
+            Some(g)
+        } else {
+            None
+        };
+        gw.stop().await?;
+        let label = if variant.is_empty() {
+            "defaults".to_string()
+        } else {
+            variant
+        };
+        results.push((label, cmp, growth));
     }
 
-    let growth = rss::stream_logs_and_watch_rss(&gw, tools, dir.path(), &issuer, LOG_BYTES)
-        .await
-        .context("measuring RSS while streaming logs")?;
-
-    println!("gatehouse gateway benchmark (loopback, wrk, 1 KiB GET, {SECONDS}s per run)");
     println!(
-        "  direct   1 conn : p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s",
-        d1.p50_us, d1.p99_us, d1.requests_per_sec
+        "gatehouse gateway benchmark (loopback, wrk, 1 KiB GET, median of {} rounds of {SECONDS}s runs)",
+        compare::ROUNDS
     );
-    println!(
-        "  gateway  1 conn : p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s",
-        g1.p50_us, g1.p99_us, g1.requests_per_sec
-    );
-    println!(
-        "  added latency   : p50 {:>8.1} µs (target ≤ 150)   p99 {:>8.1} µs (target ≤ 1000)",
-        g1.p50_us - d1.p50_us,
-        g1.p99_us - d1.p99_us
-    );
-    println!("  direct  32 conn : {:>9.0} req/s", d32.requests_per_sec);
-    println!("  gateway 32 conn : {:>9.0} req/s", g32.requests_per_sec);
-    println!(
-        "  throughput ratio: {:.2}× direct (target ≥ 0.6×)",
-        g32.requests_per_sec / d32.requests_per_sec
-    );
-    println!(
-        "  RSS while streaming {} MiB logs -f: start {} KiB, peak {} KiB, growth {:.1} MiB (target ≤ 32 MiB)",
-        LOG_BYTES >> 20,
-        growth.start_kib,
-        growth.peak_kib,
-        (growth.peak_kib.saturating_sub(growth.start_kib)) as f64 / 1024.0
-    );
-    gw.stop().await?;
+    for (label, cmp, growth) in results {
+        cmp.print(&label);
+        if let Some(growth) = growth {
+            println!(
+                "  RSS while streaming {} MiB logs -f: start {} KiB, peak {} KiB, growth {:.1} MiB (target ≤ 32 MiB)",
+                LOG_BYTES >> 20,
+                growth.start_kib,
+                growth.peak_kib,
+                (growth.peak_kib.saturating_sub(growth.start_kib)) as f64 / 1024.0
+            );
+        }
+    }
     Ok(())
 }

@@ -23,13 +23,19 @@ pub fn ensure_installed() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(
-    url: &str,
-    token: &str,
-    connections: u32,
-    threads: u32,
-    seconds: u32,
-) -> anyhow::Result<WrkResult> {
+/// wrk threads for a run: one per connection up to the CPU count, so the load generator is
+/// never the direct path's bottleneck (`GATEHOUSE_BENCH_WRK_THREADS` overrides it).
+fn threads(connections: u32) -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    std::env::var("GATEHOUSE_BENCH_WRK_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(cpus)
+        .clamp(1, connections.max(1))
+}
+
+pub fn run(url: &str, token: &str, connections: u32, seconds: u32) -> anyhow::Result<WrkResult> {
+    let threads = threads(connections);
     let out = Command::new("wrk")
         .arg(format!("-t{threads}"))
         .arg(format!("-c{connections}"))
