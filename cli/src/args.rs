@@ -66,6 +66,9 @@ pub enum Cmd {
         session: String,
         #[arg(long, value_enum, default_value = "json", env = "GATEHOUSE_FORMAT")]
         format: ExportFormat,
+        /// Write to this file (created owner-only, mode 0600) instead of stdout.
+        #[arg(long, short = 'o', env = "GATEHOUSE_OUTPUT")]
+        output: Option<PathBuf>,
     },
     /// Replay a session's recorded exec/attach output in this terminal, read-only, with its
     /// original timing. Space pauses, Enter steps (with --step), q quits. Never contacts the
@@ -84,6 +87,26 @@ pub enum Cmd {
         /// Shorten recorded idle gaps longer than this many seconds.
         #[arg(long, env = "GATEHOUSE_REPLAY_IDLE_LIMIT")]
         idle_limit: Option<f64>,
+    },
+    /// Verify a session: its hash chain, its signed digests and that no event is missing.
+    /// Exit 0: intact; 1: broken (the message names the first broken event); 2: bad input.
+    Verify {
+        #[command(flatten)]
+        source: Source,
+        /// Session id, or a unique prefix of it.
+        session: String,
+        /// Verify an exported file (`gatehouse export`, json or ndjson) instead of the source.
+        #[arg(long, env = "GATEHOUSE_VERIFY_FILE")]
+        file: Option<PathBuf>,
+        /// The gateway's digest public key: SPKI PEM or a JWKS file (repeat for rotated keys).
+        #[arg(long = "key", env = "GATEHOUSE_VERIFY_KEY", value_delimiter = ',')]
+        keys: Vec<PathBuf>,
+        /// Fetch the keys from the gateway's JWKS, e.g. http://gateway:9090/keys.
+        #[arg(long, env = "GATEHOUSE_KEYS_URL")]
+        keys_url: Option<String>,
+        /// PEM CA bundle for an https --keys-url (default: public roots).
+        #[arg(long, env = "GATEHOUSE_KEYS_CA", requires = "keys_url")]
+        keys_ca: Option<PathBuf>,
     },
     /// Check policy files.
     Policy {

@@ -25,6 +25,12 @@ pub enum CliError {
         "session {0} recorded no exec or attach stream: nothing to replay (`gatehouse show` lists its commands)"
     )]
     NothingToReplay(String),
+    /// `gatehouse verify` found the session broken; the message names the event.
+    #[error("{0}")]
+    Broken(String),
+    /// `gatehouse verify` could not start: no key, an unreadable key or file.
+    #[error("{0}")]
+    VerifyInput(String),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -38,9 +44,13 @@ impl CliError {
             | CliError::Ambiguous { .. }
             | CliError::Time(_)
             | CliError::Request(_)
+            | CliError::VerifyInput(_)
             | CliError::Replay(_)
             | CliError::NothingToReplay(_) => 2,
-            CliError::Journal(_) | CliError::Decode { .. } | CliError::Output(_) => 1,
+            CliError::Journal(_)
+            | CliError::Decode { .. }
+            | CliError::Output(_)
+            | CliError::Broken(_) => 1,
         }
     }
 }

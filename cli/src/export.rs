@@ -44,6 +44,23 @@ pub fn write(
     Ok(())
 }
 
+/// Creates (or truncates) an export file readable by its owner only: transcripts hold request
+/// bodies and terminal sessions.
+pub fn create_private(
+    path: &std::path::Path,
+) -> Result<std::io::BufWriter<std::fs::File>, CliError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .mode(0o600)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    // An existing file keeps its mode on open: tighten it too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(std::io::BufWriter::new(file))
+}
+
 fn body_json(b: &Option<pb::Body>) -> Value {
     let Some(b) = b else { return Value::Null };
     let mut v = json!({

@@ -5,6 +5,7 @@ mod asciicast;
 mod error;
 mod events;
 mod export;
+mod keys_url;
 mod kubectl_line;
 mod kubectl_request;
 mod policy;
@@ -12,6 +13,7 @@ mod replay;
 mod sessions;
 mod show;
 mod time;
+mod verify;
 
 pub use args::{Cli, Cmd, ExportFormat, PolicyCmd, Source};
 pub use error::CliError;
@@ -55,10 +57,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             source,
             session,
             format,
+            output,
         } => {
             let events = events::load(&source)?;
             let id = sessions::resolve(&events, &session)?;
-            export::write(&events, &id, format, out)
+            match output {
+                Some(path) => {
+                    let mut file = export::create_private(&path)?;
+                    export::write(&events, &id, format, &mut file)?;
+                    file.flush()?;
+                    Ok(())
+                }
+                None => export::write(&events, &id, format, out),
+            }
         }
         Cmd::Replay {
             source,
@@ -70,6 +81,22 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let events = events::load(&source)?;
             let id = sessions::resolve(&events, &session)?;
             replay::run(&events, &id, speed, step, idle_limit, out)
+        }
+        Cmd::Verify {
+            source,
+            session,
+            file,
+            keys,
+            keys_url,
+            keys_ca,
+        } => {
+            let keys = verify::load_keys(&keys, keys_url.as_deref(), keys_ca.as_deref())?;
+            let events = match file {
+                Some(path) => verify::load_export(&path)?,
+                None => events::load(&source)?,
+            };
+            let id = sessions::resolve(&events, &session)?;
+            verify::report(&id, &events, &keys, out)
         }
         Cmd::Policy {
             cmd:
