@@ -69,6 +69,9 @@ struct Active {
     len: u64,
 }
 
+/// Free space `is_disk_full` wants before it reports the disk usable again.
+const SPACE_PROBE_BYTES: usize = 64 << 10;
+
 pub struct Journal {
     dir: PathBuf,
     opts: JournalOptions,
@@ -80,6 +83,8 @@ pub struct Journal {
     poisoned: AtomicBool,
     /// The last append was refused for the unacknowledged-bytes bound.
     full: AtomicBool,
+    /// The last append failed for lack of space on the journal's filesystem.
+    disk_full: AtomicBool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -145,6 +150,7 @@ impl Journal {
             acked: AtomicU64::new(acked.min(end)),
             poisoned: AtomicBool::new(false),
             full: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
         });
         if let FsyncPolicy::Interval(every) = opts.fsync {
             spawn_syncer(Arc::downgrade(&journal), every);
@@ -174,6 +180,22 @@ impl Journal {
     /// again, which an acknowledgement makes possible).
     pub fn is_full(&self) -> bool {
         self.full.load(Ordering::Acquire)
+    }
+
+    /// True while the journal's filesystem has no room for records: set when an append fails
+    /// with ENOSPC; while set, each call checks whether space came back (a probe file the size
+    /// of a large record), so readiness recovers even when no request arrives to retry.
+    pub fn is_disk_full(&self) -> bool {
+        if !self.disk_full.load(Ordering::Acquire) {
+            return false;
+        }
+        let probe = self.dir.join(".space-probe");
+        let fits = std::fs::write(&probe, vec![0u8; SPACE_PROBE_BYTES]).is_ok();
+        let _ = std::fs::remove_file(&probe);
+        if fits {
+            self.disk_full.store(false, Ordering::Release);
+        }
+        !fits
     }
 
     /// True once a write failed in a way that could not be undone; every append then fails.
@@ -231,6 +253,9 @@ impl Journal {
                 self.rotate(&mut active, offset)?;
             }
             if let Err(e) = active.file.write_all(&frame) {
+                if e.kind() == std::io::ErrorKind::StorageFull {
+                    self.disk_full.store(true, Ordering::Release);
+                }
                 // Undo a partial write so the next record does not follow garbage. If even
                 // that fails, refuse everything until a restart recovers the tail.
                 let len = active.len;
@@ -243,6 +268,7 @@ impl Journal {
             }
             active.len += frame.len() as u64;
             self.full.store(false, Ordering::Release);
+            self.disk_full.store(false, Ordering::Release);
             let end = offset + frame.len() as u64;
             self.end.store(end, Ordering::Release);
             Appended { offset, end }

@@ -22,3 +22,5 @@ pub use error::AuthError;
 pub use identity::{AuthMethod, Identity};
 /// Also used by the collector, so reading recordings is gated by the same OIDC checks.
 pub use oidc::OidcVerifier;
+#[doc(hidden)]
+pub use oidc::fuzz_verify;

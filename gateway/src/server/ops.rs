@@ -21,6 +21,12 @@ impl Ops {
         if self.journal.is_poisoned() {
             return Some("journal failed after a write error; restart the gateway".into());
         }
+        if self.journal.is_disk_full() {
+            return Some(format!(
+                "no space left on the journal's filesystem ({}): requests are refused until space is freed",
+                self.journal.dir().display()
+            ));
+        }
         let unacked = self.journal.unacked_bytes();
         if self.journal.is_full() || unacked >= self.max_unacked {
             return Some(format!(

@@ -202,6 +202,12 @@ pub async fn run(
         && target.kind != Kind::PortForward
         && !matches!(end, End::Eof { orderly: true })
         && !rec.saw_status();
+    // The API server's side ending without the protocol's close or a status is a dropped
+    // connection, not a finished command: kubectl sees an error, so must the recording.
+    let upstream_vanished = !first_is_client
+        && target.kind != Kind::PortForward
+        && !matches!(end, End::Eof { orderly: true })
+        && !rec.saw_status();
     let second = tokio::time::timeout(settings.grace, rest).await;
     shutdown(&client_w).await;
     shutdown(&up_w).await;
@@ -240,8 +246,13 @@ pub async fn run(
     if client_vanished {
         error.get_or_insert_with(|| "the caller disconnected before the command ended".into());
     }
+    if upstream_vanished {
+        error.get_or_insert_with(|| {
+            "the API server connection closed before the command ended".into()
+        });
+    }
     Outcome {
-        aborted: client_vanished || second_failed || error.is_some(),
+        aborted: client_vanished || upstream_vanished || second_failed || error.is_some(),
         error,
     }
 }

@@ -188,6 +188,16 @@ impl Jwks {
     }
 }
 
+/// The usable signing keys of a JWKS document, as `fetch` takes them (fuzzing entry point).
+pub(crate) fn parse_set(json: &[u8]) -> Result<Vec<KeyEntry>, String> {
+    let raw: RawSet = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    Ok(raw
+        .keys
+        .into_iter()
+        .filter_map(|value| parse_key(value).ok().flatten())
+        .collect())
+}
+
 /// A signing key from one JWKS entry; `Ok(None)` for keys that are not for signatures.
 fn parse_key(value: serde_json::Value) -> Result<Option<KeyEntry>, String> {
     if value

@@ -217,6 +217,43 @@ impl OidcVerifier {
     }
 }
 
+/// Fuzzing entry point (`fuzz/fuzz_targets/oidc_jwt.rs`), not an API: runs an untrusted JWKS
+/// document and token through the same parsing, key selection, signature and claim checks as
+/// [`OidcVerifier::verify`], without the network, for issuer `https://issuer.example` and
+/// audience `gatehouse`.
+#[doc(hidden)]
+pub fn fuzz_verify(jwks_json: &[u8], token: &str) -> Result<Identity, AuthError> {
+    // The gateway peeks at the unverified issuer first, to pick a verifier.
+    let _ = super::bearer::peek_issuer(token);
+    let keys = jwks::parse_set(jwks_json).map_err(AuthError::unauthorized)?;
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|_| AuthError::unauthorized("malformed token"))?;
+    let mut validation = Validation::new(header.alg);
+    validation.set_issuer(&["https://issuer.example"]);
+    validation.set_audience(&["gatehouse"]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    let mapping = ClaimMapping {
+        issuer: "https://issuer.example".into(),
+        username_claim: "email".into(),
+        username_prefix: None,
+        groups_claim: "groups".into(),
+        groups_prefix: Some("oidc:".into()),
+        uid_claim: Some("sub".into()),
+    };
+    for key in keys.iter().filter(|k| match (&header.kid, &k.kid) {
+        (Some(want), Some(have)) => want == have,
+        _ => true,
+    }) {
+        if key.alg.is_some_and(|alg| alg != header.alg) {
+            continue;
+        }
+        if let Ok(data) = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation) {
+            return mapping.identity(&data.claims);
+        }
+    }
+    Err(AuthError::unauthorized("token signature is invalid"))
+}
+
 /// A caller-facing message for a token that verified but failed a claim check.
 fn claim_error(kind: &ErrorKind) -> AuthError {
     AuthError::unauthorized(match kind {
