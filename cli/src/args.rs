@@ -108,6 +108,10 @@ pub enum Cmd {
         #[arg(long, env = "GATEHOUSE_KEYS_CA", requires = "keys_url")]
         keys_ca: Option<PathBuf>,
     },
+    /// Write a kubeconfig context for the gateway whose user signs in with `gatehouse token`.
+    Kubeconfig(Box<crate::kubeconfig::KubeconfigArgs>),
+    /// Print a client.authentication.k8s.io/v1 ExecCredential (kubectl calls this).
+    Token(Box<crate::token::TokenArgs>),
     /// Check policy files.
     Policy {
         #[command(subcommand)]

@@ -31,6 +31,10 @@ pub enum CliError {
     /// `gatehouse verify` could not start: no key, an unreadable key or file.
     #[error("{0}")]
     VerifyInput(String),
+    #[error(transparent)]
+    Token(#[from] crate::token::TokenError),
+    #[error(transparent)]
+    Kubeconfig(#[from] crate::kubeconfig::KubeconfigError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -47,6 +51,8 @@ impl CliError {
             | CliError::VerifyInput(_)
             | CliError::Replay(_)
             | CliError::NothingToReplay(_) => 2,
+            CliError::Token(e) => e.exit_code(),
+            CliError::Kubeconfig(e) => e.exit_code(),
             CliError::Journal(_)
             | CliError::Decode { .. }
             | CliError::Output(_)

@@ -7,12 +7,14 @@ mod events;
 mod export;
 mod keys_url;
 mod kubectl_line;
+mod kubeconfig;
 mod kubectl_request;
 mod policy;
 mod replay;
 mod sessions;
 mod show;
 mod time;
+mod token;
 mod verify;
 
 pub use args::{Cli, Cmd, ExportFormat, PolicyCmd, Source};
@@ -98,6 +100,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let id = sessions::resolve(&events, &session)?;
             verify::report(&id, &events, &keys, out)
         }
+        Cmd::Kubeconfig(args) => Ok(kubeconfig::run(&args, out)?),
+        Cmd::Token(args) => Ok(token::run(&args, out)?),
         Cmd::Policy {
             cmd:
                 PolicyCmd::Test {
