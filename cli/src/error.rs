@@ -25,6 +25,8 @@ pub enum CliError {
         "session {0} recorded no exec or attach stream: nothing to replay (`gatehouse show` lists its commands)"
     )]
     NothingToReplay(String),
+    #[error(transparent)]
+    Approvals(#[from] crate::approvals::ApprovalsError),
     /// `gatehouse verify` found the session broken; the message names the event.
     #[error("{0}")]
     Broken(String),
@@ -51,6 +53,7 @@ impl CliError {
             | CliError::VerifyInput(_)
             | CliError::Replay(_)
             | CliError::NothingToReplay(_) => 2,
+            CliError::Approvals(e) => e.exit_code(),
             CliError::Token(e) => e.exit_code(),
             CliError::Kubeconfig(e) => e.exit_code(),
             CliError::Journal(_)

@@ -343,7 +343,14 @@ pub fn expire_grants(
                 record_action(
                     &recorder,
                     &g.who,
-                    Event::default(),
+                    // The grantee's session: the expiry is part of what they could do.
+                    Event {
+                        identity: Some(pb::Identity {
+                            username: g.who.clone(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
                     &format!("{PREFIX}grants/{}/expired", g.id),
                     &v,
                     200,
