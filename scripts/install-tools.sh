@@ -13,6 +13,9 @@ log() { echo "install-tools: $*" >&2; }
 need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v wrk >/dev/null || need_apt+=(wrk)
+# The agent's DNAT test builds a ClusterIP rewrite in a network namespace (agent/tests/final_destination.rs).
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]} with apt-get"
   apt-get install -y "${need_apt[@]}" >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y "${need_apt[@]}" >/dev/null 2>&1; } \

@@ -16,15 +16,17 @@ pub mod maps {
     pub const CONFIG: &str = "GH_CONFIG";
     /// LRU of [`crate::DedupKey`] → [`crate::DedupValue`].
     pub const DEDUP: &str = "GH_DEDUP";
-    /// Socket cookie → [`crate::FinalDest`], written by the sock_ops program.
+    /// Socket cookie → [`crate::FinalDest`], written by sock_ops and then by cgroup_skb egress.
     pub const FINAL_DEST: &str = "GH_FINAL_DEST";
     /// Per-CPU counters, indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "GH_COUNTERS";
     /// Ring buffer of [`crate::MatchEvent`].
     pub const EVENTS: &str = "GH_EVENTS";
+    /// LRU of tgid → [`crate::Reasons`], from the optional tracepoints.
+    pub const REASONS: &str = "GH_REASONS";
     /// Every map the agent pins.
-    pub const ALL: [&str; 9] = [
-        ENDPOINTS4, ENDPOINTS6, EXEMPT, MODES, CONFIG, DEDUP, FINAL_DEST, COUNTERS, EVENTS,
+    pub const ALL: [&str; 10] = [
+        ENDPOINTS4, ENDPOINTS6, EXEMPT, MODES, CONFIG, DEDUP, FINAL_DEST, COUNTERS, EVENTS, REASONS,
     ];
 }
 
@@ -33,6 +35,9 @@ pub mod programs {
     pub const CONNECT4: &str = "gh_connect4";
     pub const CONNECT6: &str = "gh_connect6";
     pub const SOCK_OPS: &str = "gh_sock_ops";
+    pub const EGRESS: &str = "gh_egress";
+    pub const OPENAT: &str = "gh_openat";
+    pub const EXEC: &str = "gh_exec";
 }
 
 /// How deep the kernel looks up ancestors of the current cgroup in `EXEMPT` and `MODES`.
@@ -159,7 +164,8 @@ pub struct MatchEvent {
     pub _pad: [u8; 7],
 }
 
-/// Destination of a connecting socket as TCP actually dials it (after any socket-level rewrite).
+/// Destination a flagged socket's packets really leave with: after socket-level rewrites
+/// (sock_ops) and netfilter DNAT (cgroup_skb egress).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FinalDest {
@@ -168,6 +174,26 @@ pub struct FinalDest {
     pub port_be: u16,
     pub _pad: [u8; 4],
     pub addr: [u8; 16],
+}
+
+/// [`Reasons::flags`]: the process opened (or tried to open) a path under a secrets mount
+/// (`/var/run/secrets/…`: ServiceAccount and projected tokens).
+pub const REASON_TOKEN_OPEN: u32 = 1;
+/// [`Reasons::flags`]: the process is `kubectl` (seen at exec).
+pub const REASON_EXEC_KUBECTL: u32 = 2;
+/// [`Reasons::flags`]: the process is `curl` (seen at exec).
+pub const REASON_EXEC_CURL: u32 = 4;
+/// Bytes of a token path kept (NUL-terminated).
+pub const REASON_PATH_LEN: usize = 96;
+
+/// What the optional tracepoints saw a process do, by tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reasons {
+    pub flags: u32,
+    pub _pad: u32,
+    /// The first token path it opened.
+    pub token_path: [u8; REASON_PATH_LEN],
 }
 
 /// Indexes of the per-CPU `COUNTERS` array.
@@ -200,5 +226,6 @@ mod user {
         unsafe impl aya::Pod for DedupValue {}
         unsafe impl aya::Pod for MatchEvent {}
         unsafe impl aya::Pod for FinalDest {}
+        unsafe impl aya::Pod for Reasons {}
     }
 }

@@ -1,4 +1,5 @@
-//! The gatehouse eBPF object: `cgroup/connect4`, `cgroup/connect6` and `sock_ops`.
+//! The gatehouse eBPF object: `cgroup/connect4`, `cgroup/connect6`, `sock_ops`,
+//! `cgroup_skb/egress` and the optional-reason tracepoints.
 //! Built for `bpfel-unknown-none` by `agent/build.rs`; on the host it is an empty `main` so
 //! `cargo build/clippy/test --workspace` stay green (the aya template's cfg trick).
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -14,7 +15,11 @@ mod connect;
 #[cfg(target_arch = "bpf")]
 mod counters;
 #[cfg(target_arch = "bpf")]
+mod egress;
+#[cfg(target_arch = "bpf")]
 mod maps;
+#[cfg(target_arch = "bpf")]
+mod reasons;
 #[cfg(target_arch = "bpf")]
 mod sock_ops;
 

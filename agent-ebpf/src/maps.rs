@@ -6,6 +6,7 @@ use aya_ebpf::{
 };
 use gatehouse_agent_common::{
     COUNTER_SLOTS, Config, DedupKey, DedupValue, Endpoint4, Endpoint6, EndpointValue, FinalDest,
+    Reasons,
 };
 
 #[map(name = "GH_ENDPOINTS4")]
@@ -35,3 +36,6 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::pinned(COUNTER_SLOTS, 0);
 // Only windows that open send an event, so 1 MiB holds ~7000 distinct new keys between polls.
 #[map(name = "GH_EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
+
+#[map(name = "GH_REASONS")]
+pub static REASONS: LruHashMap<u32, Reasons> = LruHashMap::pinned(16384, 0);

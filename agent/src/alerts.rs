@@ -14,7 +14,8 @@ use std::{
 };
 
 use gatehouse_agent_common::{
-    AF_INET, DedupKey, FinalDest, MatchEvent, MatchedBy, VERDICT_BLOCKED,
+    AF_INET, DedupKey, FinalDest, MatchEvent, MatchedBy, REASON_EXEC_CURL, REASON_EXEC_KUBECTL,
+    REASON_TOKEN_OPEN, VERDICT_BLOCKED,
 };
 use gatehouse_journal::Journal;
 use gatehouse_proto::v1::{BypassAlert, Endpoint, Event, Producer, Verdict, event::Payload};
@@ -24,6 +25,7 @@ use crate::{
     AgentError,
     cgroups::{self, CgroupIndex},
     ebpf::Kernel,
+    kube::pods::Pods,
     metrics::Metrics,
 };
 
@@ -56,6 +58,9 @@ pub struct Alerts {
     journal: Arc<Journal>,
     metrics: Arc<Metrics>,
     cgroups: CgroupIndex,
+    /// The pods on this node (from the pod watch), looked up when a window is written so a
+    /// pod that appeared after its first connect still resolves.
+    pub pods: Pods,
     pending: HashMap<WindowId, Attribution>,
     done: HashSet<WindowId>,
     done_order: VecDeque<WindowId>,
@@ -90,6 +95,7 @@ impl Alerts {
             journal,
             metrics,
             cgroups,
+            pods: Pods::default(),
             pending: HashMap::new(),
             done: HashSet::new(),
             done_order: VecDeque::new(),
@@ -215,7 +221,7 @@ impl Alerts {
 
     fn finish(
         &mut self,
-        _kernel: &mut Kernel,
+        kernel: &mut Kernel,
         id: WindowId,
         who: Attribution,
         count: u64,
@@ -240,9 +246,17 @@ impl Alerts {
             _ => original.clone(),
         };
         let host = who.pod_uid.is_empty();
+        let pod = self.pods.get(&who.pod_uid);
         let alert = BypassAlert {
             node: self.node.clone(),
-            container: who.container_id.clone(),
+            pod_namespace: pod.map(|p| p.namespace.clone()).unwrap_or_default(),
+            pod_name: pod.map(|p| p.name.clone()).unwrap_or_default(),
+            // The ServiceAccount as the API server names it: the key the gateway records its
+            // callers by, so the collector can tell whether this identity used the gateway.
+            service_account: pod.map(|p| p.identity()).unwrap_or_default(),
+            container: pod
+                .and_then(|p| p.containers.get(&who.container_id).cloned())
+                .unwrap_or_default(),
             pid: who.pid,
             tgid: key.tgid,
             uid: who.uid,
@@ -264,9 +278,9 @@ impl Alerts {
             cgroup_path: who.cgroup_path,
             pod_uid: who.pod_uid,
             container_id: who.container_id,
+            reasons: reasons(kernel, key.tgid),
             window_start_unix_nano: start_wall,
             window_end_unix_nano: end_wall,
-            ..Default::default()
         };
         let event = Event {
             event_id: uuid::Uuid::now_v7().to_string(),
@@ -326,6 +340,32 @@ impl Alerts {
             ..Default::default()
         }
     }
+}
+
+/// What the optional tracepoints saw this process do (kept: it may connect again).
+fn reasons(kernel: &Kernel, tgid: u32) -> Vec<String> {
+    let Ok(r) = kernel.reasons.get(&tgid, 0) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if r.flags & REASON_TOKEN_OPEN != 0 {
+        let end = r
+            .token_path
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(r.token_path.len());
+        out.push(format!(
+            "opened token path {}",
+            String::from_utf8_lossy(&r.token_path[..end])
+        ));
+    }
+    if r.flags & REASON_EXEC_KUBECTL != 0 {
+        out.push("exec kubectl".into());
+    }
+    if r.flags & REASON_EXEC_CURL != 0 {
+        out.push("exec curl".into());
+    }
+    out
 }
 
 fn read_event(bytes: &[u8]) -> MatchEvent {

@@ -60,6 +60,24 @@ impl CgroupIndex {
         self.by_id.get(&id).cloned()
     }
 
+    /// Rewalks the hierarchy and returns each pod's own cgroup id by pod uid: the directory
+    /// kubelet names after the pod, whose subtree holds all of its containers.
+    pub fn pod_cgroups(&mut self) -> HashMap<String, u64> {
+        self.rescan();
+        let mut best: HashMap<String, (usize, u64)> = HashMap::new();
+        for (id, path) in &self.by_id {
+            let Some(r) = pod_ref(path) else { continue };
+            if !r.container_id.is_empty() {
+                continue;
+            }
+            let e = best.entry(r.pod_uid).or_insert((usize::MAX, *id));
+            if path.len() < e.0 {
+                *e = (path.len(), *id);
+            }
+        }
+        best.into_iter().map(|(uid, (_, id))| (uid, id)).collect()
+    }
+
     fn rescan(&mut self) {
         self.by_id.clear();
         let mut stack = vec![self.root.clone()];
@@ -125,6 +143,14 @@ fn hex64(seg: &str) -> Option<String> {
         (w.iter().all(u8::is_ascii_hexdigit) && (i == 0 || edge_ok(i - 1)) && edge_ok(i + 64))
             .then(|| seg[i..i + 64].to_string())
     })
+}
+
+/// This process's own cgroup v2 path (relative to the mount), from `/proc/self/cgroup`.
+pub fn own_path() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
 }
 
 /// exe and cmdline of a live process; empty when it has already exited.

@@ -3,7 +3,11 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
-use crate::{AgentError, endpoints::EndpointSpec};
+use crate::{
+    AgentError,
+    endpoints::EndpointSpec,
+    kube::{KubeConfig, pods::Selector},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
@@ -113,6 +117,82 @@ pub struct Args {
     /// Start even if enforce mode cannot be honoured (detection only), with a loud warning.
     #[arg(long, env = "AGENT_ALLOW_DEGRADED")]
     pub allow_degraded: bool,
+
+    /// Kubernetes API server URL for the watches. Default: in-cluster
+    /// (`KUBERNETES_SERVICE_HOST`); outside a cluster and without this, no watches run.
+    #[arg(long, env = "AGENT_KUBE_API_URL")]
+    pub kube_api_url: Option<String>,
+
+    /// CA bundle of the API server's serving certificate.
+    #[arg(
+        long,
+        env = "AGENT_KUBE_CA_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
+    pub kube_ca_file: PathBuf,
+
+    /// Bearer token file for the API server (re-read on every request; empty: none).
+    #[arg(
+        long,
+        env = "AGENT_KUBE_TOKEN_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub kube_token_file: PathBuf,
+
+    /// Do not attach the node-wide optional-reason tracepoints (`sys_enter_openat` on token
+    /// paths, `sched_process_exec` of kubectl/curl) that enrich alerts.
+    #[arg(long, env = "AGENT_NO_REASONS")]
+    pub no_reasons: bool,
+
+    /// Do not talk to Kubernetes: the endpoint set and cgroup modes come from flags only.
+    #[arg(long, env = "AGENT_NO_KUBE")]
+    pub no_kube: bool,
+
+    /// Label selector of the control-plane Nodes whose IPs are API-server endpoints.
+    #[arg(
+        long,
+        env = "AGENT_CONTROL_PLANE_SELECTOR",
+        default_value = "node-role.kubernetes.io/control-plane"
+    )]
+    pub control_plane_selector: String,
+
+    /// The port the API server listens on at control-plane Node IPs.
+    #[arg(long, env = "AGENT_CONTROL_PLANE_PORT", default_value = "6443")]
+    pub control_plane_port: u16,
+
+    /// Label selector (`KEY=VALUE,...`) of the gateway's pods: their cgroups on this node are
+    /// never flagged.
+    #[arg(
+        long,
+        env = "AGENT_GATEWAY_SELECTOR",
+        default_value = "app.kubernetes.io/name=gatehouse,app.kubernetes.io/component=gateway"
+    )]
+    pub gateway_selector: Selector,
+
+    /// Per-namespace mode for the pods of this node: `NAMESPACE=audit|enforce`. Repeat or
+    /// comma-separate.
+    #[arg(
+        long = "namespace-mode",
+        env = "AGENT_NAMESPACE_MODES",
+        value_delimiter = ',',
+        value_parser = parse_namespace_mode
+    )]
+    pub namespace_modes: Vec<(String, ModeArg)>,
+}
+
+fn parse_namespace_mode(s: &str) -> Result<(String, ModeArg), String> {
+    let (ns, mode) = s
+        .split_once('=')
+        .ok_or_else(|| format!("namespace mode {s:?} must be NAMESPACE=audit|enforce"))?;
+    let mode = match mode.trim() {
+        "audit" => ModeArg::Audit,
+        "enforce" => ModeArg::Enforce,
+        other => return Err(format!("namespace mode {other:?} is not audit or enforce")),
+    };
+    if ns.trim().is_empty() {
+        return Err(format!("namespace mode {s:?} names no namespace"));
+    }
+    Ok((ns.trim().to_string(), mode))
 }
 
 impl Args {
@@ -128,11 +208,19 @@ impl Args {
                 "--refresh-interval must be at least 100ms".into(),
             ));
         }
-        if self.endpoints.is_empty() && self.endpoints_file.is_none() {
+        if self.endpoints.is_empty() && self.endpoints_file.is_none() && self.kube().is_none() {
             return Err(AgentError::Config(
-                "no API-server endpoints: pass --endpoint KIND=ADDR:PORT or --endpoints-file"
+                "no API-server endpoints: pass --endpoint KIND=ADDR:PORT or --endpoints-file, \
+                 or run in a cluster (--kube-api-url)"
                     .into(),
             ));
+        }
+        if let Some(url) = &self.kube_api_url
+            && !url.starts_with("https://")
+        {
+            return Err(AgentError::Config(format!(
+                "--kube-api-url {url:?} must be https://HOST[:PORT]"
+            )));
         }
         for p in self
             .attach_cgroups
@@ -149,5 +237,36 @@ impl Args {
             }
         }
         Ok(())
+    }
+
+    /// Where the Kubernetes API is, if the agent should watch it.
+    pub fn kube(&self) -> Option<KubeConfig> {
+        if self.no_kube {
+            return None;
+        }
+        let url = match &self.kube_api_url {
+            Some(u) => u.clone(),
+            None => {
+                // Every pod sees KUBERNETES_SERVICE_HOST; without a mounted ServiceAccount
+                // (the chart's default, no RBAC) the agent runs on flags alone.
+                if !self.kube_ca_file.exists() {
+                    return None;
+                }
+                let host = std::env::var("KUBERNETES_SERVICE_HOST").ok()?;
+                let port =
+                    std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+                if host.contains(':') {
+                    format!("https://[{host}]:{port}")
+                } else {
+                    format!("https://{host}:{port}")
+                }
+            }
+        };
+        Some(KubeConfig {
+            url,
+            ca_file: self.kube_ca_file.clone(),
+            token_file: (!self.kube_token_file.as_os_str().is_empty())
+                .then(|| self.kube_token_file.clone()),
+        })
     }
 }

@@ -13,11 +13,13 @@ use aya::{
         Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{CgroupAttachMode, CgroupSockAddr, SockOps},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SockOps, TracePoint,
+    },
 };
 use gatehouse_agent_common::{
     Config, Counter, DedupKey, DedupValue, Endpoint4, Endpoint6, EndpointValue, FinalDest,
-    PORT_BITS, maps, programs,
+    PORT_BITS, Reasons, maps, programs,
 };
 
 use crate::{AgentError, endpoints::Entry};
@@ -45,6 +47,7 @@ pub struct Kernel {
     pub final_dest: HashMap<MapData, u64, FinalDest>,
     pub counters: PerCpuArray<MapData, u64>,
     pub events: RingBuf<MapData>,
+    pub reasons: HashMap<MapData, u32, Reasons>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     attached: Vec<PathBuf>,
 }
@@ -105,6 +108,20 @@ impl Kernel {
             name: programs::SOCK_OPS,
             source,
         })?;
+        let egress: &mut CgroupSkb = ebpf
+            .program_mut(programs::EGRESS)
+            .ok_or(AgentError::Config(
+                "program gh_egress missing from the object".into(),
+            ))?
+            .try_into()
+            .map_err(|source| AgentError::Program {
+                name: programs::EGRESS,
+                source,
+            })?;
+        egress.load().map_err(|source| AgentError::Program {
+            name: programs::EGRESS,
+            source,
+        })?;
 
         Ok(Self {
             endpoints4: take(&mut ebpf, maps::ENDPOINTS4)?,
@@ -116,6 +133,7 @@ impl Kernel {
             final_dest: take(&mut ebpf, maps::FINAL_DEST)?,
             counters: take(&mut ebpf, maps::COUNTERS)?,
             events: take(&mut ebpf, maps::EVENTS)?,
+            reasons: take(&mut ebpf, maps::REASONS)?,
             logger,
             ebpf,
             attached: Vec::new(),
@@ -128,8 +146,9 @@ impl Kernel {
     /// aya attaches through `bpf_link_create` here, and the kernel always gives cgroup links
     /// multi-attach semantics while refusing `BPF_F_ALLOW_MULTI` in the link flags (EINVAL on
     /// 6.18), so `CgroupAttachMode::Single` (flags 0) is what yields an allow-multiple
-    /// attachment. The link dies with the agent's fd: a crashed agent leaves nothing attached. A sock_ops failure
-    /// is returned as `Ok(Some(_))`: detection still works, without the final destination.
+    /// attachment. The link dies with the agent's fd: a crashed agent leaves nothing attached. A
+    /// sock_ops or egress failure is returned as `Ok(Some(_))`: detection still works, without
+    /// the final destination.
     pub fn attach(&mut self, cgroup: &Path) -> Result<Option<AgentError>, AgentError> {
         let file = File::open(cgroup).map_err(|e| AgentError::io("opening cgroup", cgroup, e))?;
         for name in [programs::CONNECT4, programs::CONNECT6] {
@@ -157,14 +176,52 @@ impl Kernel {
                 name: programs::SOCK_OPS,
                 source,
             })?;
-        self.attached.push(cgroup.to_path_buf());
-        Ok(ops
+        let ops_err = ops
             .attach(&file, CgroupAttachMode::Single)
             .err()
             .map(|source| AgentError::Program {
                 name: programs::SOCK_OPS,
                 source,
-            }))
+            });
+        let egress: &mut CgroupSkb = self
+            .ebpf
+            .program_mut(programs::EGRESS)
+            .ok_or(AgentError::Config("program gh_egress missing".into()))?
+            .try_into()
+            .map_err(|source| AgentError::Program {
+                name: programs::EGRESS,
+                source,
+            })?;
+        let egress_err = egress
+            .attach(&file, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+            .err()
+            .map(|source| AgentError::Program {
+                name: programs::EGRESS,
+                source,
+            });
+        self.attached.push(cgroup.to_path_buf());
+        Ok(ops_err.or(egress_err))
+    }
+
+    /// Loads and attaches the optional-reason tracepoints (token opens, kubectl/curl execs).
+    /// They are node-wide and only enrich alerts, so a failure is the caller's to log.
+    pub fn attach_reasons(&mut self) -> Result<(), AgentError> {
+        for (name, category, event) in [
+            (programs::OPENAT, "syscalls", "sys_enter_openat"),
+            (programs::EXEC, "sched", "sched_process_exec"),
+        ] {
+            let prog: &mut TracePoint = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(AgentError::Config(format!("program {name} missing")))?
+                .try_into()
+                .map_err(|source| AgentError::Program { name, source })?;
+            prog.load()
+                .map_err(|source| AgentError::Program { name, source })?;
+            prog.attach(category, event)
+                .map_err(|source| AgentError::Program { name, source })?;
+        }
+        Ok(())
     }
 
     pub fn attached(&self) -> &[PathBuf] {

@@ -39,13 +39,15 @@ pub enum AgentError {
     Shipper(#[from] gatehouse_shipper::ShipperError),
     #[error("journal")]
     Journal(#[from] gatehouse_journal::JournalError),
+    #[error("kubernetes")]
+    Kube(#[from] crate::kube::KubeError),
 }
 
 impl AgentError {
     /// 64 for bad config (house rule), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) => 64,
+            Self::Config(_) | Self::Kube(crate::kube::KubeError::Config(_)) => 64,
             _ => 1,
         }
     }

@@ -6,6 +6,7 @@ mod config;
 mod ebpf;
 pub mod endpoints;
 mod error;
+pub mod kube;
 mod metrics;
 mod ops;
 mod probe;
@@ -30,6 +31,7 @@ use crate::{
     cgroups::CgroupIndex,
     ebpf::Kernel,
     endpoints::{EndpointSpec, Entry},
+    kube::{KubeEvent, apiserver::ApiServerSources, pods::Pods},
     metrics::Metrics,
 };
 
@@ -42,8 +44,22 @@ const SWEEP: Duration = Duration::from_secs(1);
 pub async fn run(args: Args) -> Result<(), AgentError> {
     args.validate()?;
     let specs = all_specs(&args)?;
-    let entries = endpoints::resolve(&specs).await;
+    let static_entries = endpoints::resolve(&specs).await;
+    let node = args.node_name.clone().unwrap_or_else(hostname);
+    let kube_client = match args.kube() {
+        Some(cfg) => Some(kube::Client::new(&cfg).map_err(|e| AgentError::Config(e.to_string()))?),
+        None => {
+            tracing::info!(
+                "no Kubernetes API configured: endpoints and modes come from flags only"
+            );
+            None
+        }
+    };
     if args.dry_run {
+        let mut entries = static_entries.clone();
+        if let Some(client) = &kube_client {
+            entries.extend(kube_snapshot(client, &node, &args).await?);
+        }
         let mut out = std::io::stdout().lock();
         for e in &entries {
             let _ = writeln!(out, "{e}");
@@ -57,7 +73,6 @@ pub async fn run(args: Args) -> Result<(), AgentError> {
     let (journal, _) = Journal::open(&args.journal_dir, JournalOptions::default())?;
     let shipper = shipper(&args, &journal)?;
     let probe = probe::probe(&args.pin_dir)?;
-    let node = args.node_name.clone().unwrap_or_else(hostname);
 
     let mut kernel = Kernel::load(&args.pin_dir)?;
     kernel.set_config(Config {
@@ -68,8 +83,10 @@ pub async fn run(args: Args) -> Result<(), AgentError> {
         },
         _pad: [0; 7],
     })?;
-    let (added, removed) = kernel.sync_endpoints(&entries)?;
-    sync_cgroups(&mut kernel, &args)?;
+    let (added, removed) = kernel.sync_endpoints(&static_entries)?;
+    let mut cgroup_index = CgroupIndex::new(probe.cgroup_root.clone());
+    let self_exempt = self_exemption(&probe.cgroup_root);
+    sync_cgroups(&mut kernel, &args, None, &mut cgroup_index, self_exempt)?;
     let attach_to = if args.attach_cgroups.is_empty() {
         vec![probe.cgroup_root.clone()]
     } else {
@@ -82,11 +99,16 @@ pub async fn run(args: Args) -> Result<(), AgentError> {
             }
             tracing::warn!(
                 error = %degraded,
-                "DEGRADED: sock_ops not attached; alerts will lack the final destination"
+                "DEGRADED: sock_ops or egress program not attached; alerts may lack the final destination"
             );
         }
     }
 
+    if !args.no_reasons
+        && let Err(e) = kernel.attach_reasons()
+    {
+        tracing::warn!(error = %e, "optional reasons (token opens, kubectl/curl execs) unavailable");
+    }
     let mut metrics = Metrics::new();
     let shutdown = Arc::new(tokio::sync::Notify::new());
     let shipping = shipper.map(|s| {
@@ -100,7 +122,8 @@ pub async fn run(args: Args) -> Result<(), AgentError> {
     let ops_addr = ops::serve(args.ops_addr, metrics.clone()).await?;
     tracing::info!(
         node,
-        endpoints = entries.len(),
+        endpoints = static_entries.len(),
+        kube = kube_client.is_some(),
         added,
         removed,
         attached = ?kernel.attached(),
@@ -113,7 +136,7 @@ pub async fn run(args: Args) -> Result<(), AgentError> {
     let _ = std::io::stdout().flush();
 
     let mut alerts = Alerts::new(
-        node,
+        node.clone(),
         args.dedup_window,
         journal.clone(),
         metrics.clone(),
@@ -125,7 +148,12 @@ pub async fn run(args: Args) -> Result<(), AgentError> {
     let mut refresh = tokio::time::interval(args.refresh_interval);
     refresh.tick().await;
     let mut last_sweep = Instant::now();
-    let mut current = entries;
+    let mut current = static_entries.clone();
+    let mut static_entries = static_entries;
+    let mut sources = ApiServerSources::default();
+    let mut kube_rx = kube_client
+        .as_ref()
+        .map(|c| kube::spawn(c, kube::Watches::new(&node, &args.control_plane_selector)));
     loop {
         tokio::select! {
             _ = poll.tick() => {
@@ -141,23 +169,44 @@ pub async fn run(args: Args) -> Result<(), AgentError> {
                 alerts.flush_due(&mut kernel, sweep)?;
                 metrics.pending_windows.set(alerts.pending() as i64);
             }
+            Some(ev) = next_kube(&mut kube_rx) => {
+                let pods_changed = matches!(ev, KubeEvent::Pods(_));
+                match ev {
+                    KubeEvent::Services(c) => sources.apply_services(*c),
+                    KubeEvent::Slices(c) => sources.apply_slices(*c),
+                    KubeEvent::Nodes(c) => sources.apply_nodes(*c),
+                    KubeEvent::Pods(c) => alerts.pods.apply(*c),
+                }
+                if pods_changed {
+                    metrics.kube_pods.set(alerts.pods.live_count() as i64);
+                    let pods = kube_client.is_some().then_some(&alerts.pods);
+                    if let Err(e) = sync_cgroups(&mut kernel, &args, pods, &mut cgroup_index, self_exempt) {
+                        tracing::warn!(error = %e, "cgroup maps not refreshed");
+                    }
+                } else {
+                    let mut want = static_entries.clone();
+                    want.extend(sources.entries(args.control_plane_port));
+                    apply_endpoints(&mut kernel, &metrics, &mut current, want)?;
+                }
+            }
             _ = refresh.tick() => {
                 match all_specs(&args) {
                     Ok(specs) => {
-                        let want = endpoints::resolve(&specs).await;
-                        let want = keep_failed_names(&specs, &current, want);
-                        if want != current {
-                            let (added, removed) = kernel.sync_endpoints(&want)?;
-                            tracing::info!(added, removed, total = want.len(), "endpoint set updated");
-                            current = want;
-                            metrics.endpoint_entries.set(kernel.endpoint_count() as i64);
-                        }
+                        let resolved = endpoints::resolve(&specs).await;
+                        static_entries = keep_failed_names(&specs, &static_entries, resolved);
+                        let mut want = static_entries.clone();
+                        want.extend(sources.entries(args.control_plane_port));
+                        apply_endpoints(&mut kernel, &metrics, &mut current, want)?;
                     }
                     Err(e) => tracing::warn!(error = %e, "endpoints file unreadable; keeping the current set"),
                 }
-                if let Err(e) = sync_cgroups(&mut kernel, &args) {
+                // Pod cgroups appear after the pod does: rewalk on every refresh too.
+                let pods = kube_client.is_some().then_some(&alerts.pods);
+                if let Err(e) = sync_cgroups(&mut kernel, &args, pods, &mut cgroup_index, self_exempt) {
                     tracing::warn!(error = %e, "cgroup maps not refreshed");
                 }
+                metrics.exempt_cgroups.set(kernel.exempt.keys().count() as i64);
+                metrics.mode_cgroups.set(kernel.modes.keys().count() as i64);
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
@@ -240,12 +289,93 @@ fn keep_failed_names(
     want
 }
 
-fn sync_cgroups(kernel: &mut Kernel, args: &Args) -> Result<(), AgentError> {
+/// Makes the endpoint maps hold `want` if it differs from what they hold.
+fn apply_endpoints(
+    kernel: &mut Kernel,
+    metrics: &Metrics,
+    current: &mut BTreeSet<Entry>,
+    want: BTreeSet<Entry>,
+) -> Result<(), AgentError> {
+    if want != *current {
+        let (added, removed) = kernel.sync_endpoints(&want)?;
+        tracing::info!(added, removed, total = want.len(), "endpoint set updated");
+        *current = want;
+        metrics.endpoint_entries.set(kernel.endpoint_count() as i64);
+    }
+    Ok(())
+}
+
+async fn next_kube(rx: &mut Option<tokio::sync::mpsc::Receiver<KubeEvent>>) -> Option<KubeEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One list of each endpoint source, for `--dry-run`.
+async fn kube_snapshot(
+    client: &kube::Client,
+    node: &str,
+    args: &Args,
+) -> Result<BTreeSet<Entry>, AgentError> {
+    let w = kube::Watches::new(node, &args.control_plane_selector);
+    let sources = tokio::time::timeout(Duration::from_secs(30), kube::snapshot(client, &w))
+        .await
+        .map_err(|_| kube::KubeError::Http("no answer from the API server within 30s".into()))??;
+    Ok(sources.entries(args.control_plane_port))
+}
+
+/// The agent's own pod cgroup, when it runs in a pod: its watches talk to the API server
+/// directly and must not flag (or, enforcing, block) themselves. Never a non-pod cgroup, which
+/// could be the root and exempt the whole node.
+fn self_exemption(root: &std::path::Path) -> Option<u64> {
+    let own = cgroups::own_path()?;
+    cgroups::pod_ref(&own)?;
+    cgroups::id_of(&root.join(own.trim_start_matches('/'))).ok()
+}
+
+fn sync_cgroups(
+    kernel: &mut Kernel,
+    args: &Args,
+    pods: Option<&Pods>,
+    index: &mut CgroupIndex,
+    self_exempt: Option<u64>,
+) -> Result<(), AgentError> {
     let ids = |paths: &[PathBuf], v: u8| -> Result<HashMap<u64, u8>, AgentError> {
         paths.iter().map(|p| Ok((cgroups::id_of(p)?, v))).collect()
     };
-    let exempt = ids(&args.exempt_cgroups, 1)?;
-    let mut modes = ids(&args.audit_cgroups, Mode::Audit as u8)?;
+    let mut exempt = ids(&args.exempt_cgroups, 1)?;
+    let mut modes = HashMap::new();
+    if let Some(pods) = pods {
+        let ns_modes: HashMap<&str, u8> = args
+            .namespace_modes
+            .iter()
+            .map(|(ns, m)| {
+                let m = match m {
+                    ModeArg::Audit => Mode::Audit as u8,
+                    ModeArg::Enforce => Mode::Enforce as u8,
+                };
+                (ns.as_str(), m)
+            })
+            .collect();
+        let cgroup_of = index.pod_cgroups();
+        for pod in pods.live() {
+            let Some(id) = cgroup_of.get(&pod.uid) else {
+                continue;
+            };
+            if args.gateway_selector.matches(&pod.labels) {
+                exempt.insert(*id, 1);
+            }
+            if let Some(m) = ns_modes.get(pod.namespace.as_str()) {
+                modes.insert(*id, *m);
+            }
+        }
+    }
+    if let Some(id) = self_exempt {
+        exempt.insert(id, 1);
+    }
+    // Explicit cgroup flags are the most specific: they win over namespace modes.
+    modes.extend(ids(&args.audit_cgroups, Mode::Audit as u8)?);
     modes.extend(ids(&args.enforce_cgroups, Mode::Enforce as u8)?);
     Kernel::sync_cgroup_map(&mut kernel.exempt, maps::EXEMPT, &exempt)?;
     Kernel::sync_cgroup_map(&mut kernel.modes, maps::MODES, &modes)?;

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub endpoint_entries: Gauge,
     pub pending_windows: Gauge,
     pub attached_cgroups: Gauge,
+    pub exempt_cgroups: Gauge,
+    pub mode_cgroups: Gauge,
+    pub kube_pods: Gauge,
 }
 
 impl Metrics {
@@ -55,6 +58,9 @@ impl Metrics {
             endpoint_entries: Gauge::default(),
             pending_windows: Gauge::default(),
             attached_cgroups: Gauge::default(),
+            exempt_cgroups: Gauge::default(),
+            mode_cgroups: Gauge::default(),
+            kube_pods: Gauge::default(),
         };
         let r = &mut m.registry;
         let names = [
@@ -118,6 +124,21 @@ impl Metrics {
             "attached_cgroups",
             "cgroups the programs are attached to",
             m.attached_cgroups.clone(),
+        );
+        r.register(
+            "exempt_cgroups",
+            "cgroups in the gateway exemption map",
+            m.exempt_cgroups.clone(),
+        );
+        r.register(
+            "mode_cgroups",
+            "cgroups with their own audit/enforce mode",
+            m.mode_cgroups.clone(),
+        );
+        r.register(
+            "kube_pods",
+            "pods on this node known from the pod watch",
+            m.kube_pods.clone(),
         );
         m
     }

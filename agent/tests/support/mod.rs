@@ -261,12 +261,24 @@ pub struct HelperResult {
 /// Runs `count` connects to `target` from a fresh process placed in cgroup `cg` before it
 /// starts (this test binary re-executed into its ignored `helper` test).
 pub fn connect_from(cg: &Path, target: SocketAddr, count: u64) -> HelperResult {
+    connect_from_as(cg, &std::env::current_exe().unwrap(), None, target, count)
+}
+
+/// [`connect_from`] with the helper started from `exe` (a symlink named `kubectl` gives the
+/// process that comm) and, if `open` is set, opening that path first (a token read).
+pub fn connect_from_as(
+    cg: &Path,
+    exe: &Path,
+    open: Option<&str>,
+    target: SocketAddr,
+    count: u64,
+) -> HelperResult {
     let out = Command::new("sh")
         .arg("-c")
         .arg(r#"echo $$ > "$1/cgroup.procs" && shift && exec "$@""#)
         .arg("sh")
         .arg(cg)
-        .arg(std::env::current_exe().unwrap())
+        .arg(exe)
         .args([
             "--exact",
             "helper",
@@ -276,6 +288,7 @@ pub fn connect_from(cg: &Path, target: SocketAddr, count: u64) -> HelperResult {
         ])
         .env("GH_HELPER_TARGET", target.to_string())
         .env("GH_HELPER_COUNT", count.to_string())
+        .env("GH_HELPER_OPEN", open.unwrap_or(""))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -320,6 +333,12 @@ pub fn helper_main() {
         .unwrap()
         .trim()
         .to_string();
+    if let Ok(path) = std::env::var("GH_HELPER_OPEN")
+        && !path.is_empty()
+    {
+        // Whether it exists does not matter: the attempt is what is recorded.
+        let _ = std::fs::File::open(&path);
+    }
     for _ in 0..count {
         match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
             Ok(_) => r.ok += 1,

@@ -18,6 +18,8 @@ const ROUNDS: usize = 5;
 /// Matching connects in the throughput run.
 const MATCHING: u32 = 200_000;
 const LATENCY_SAMPLES: usize = 20;
+/// Matching UDP connect() calls in the hook-capacity run.
+const UDP_MATCHING: u32 = 1_000_000;
 
 pub fn agent() -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
@@ -116,6 +118,39 @@ fn run(bin: &Path, cg: &Path) -> anyhow::Result<()> {
         alerted == u64::from(MATCHING) && lost == 0,
         "connects went unaccounted"
     );
+
+    // 2b. The same, with the TCP handshake taken out: connect() on a UDP socket runs the same
+    // cgroup hook and dedup path but sends nothing, so this is the agent's own capacity rather
+    // than the loopback TCP stack's (which bounds 2 on a 2-vCPU machine).
+    let base_alerted = agent.metric("gatehouse_agent_alerted_connects_total")?;
+    let base_events = agent.metric("gatehouse_agent_ring_events_total")?;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || udp_connect_loop(api, UDP_MATCHING / 2)))
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut alerted;
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        alerted = agent.metric("gatehouse_agent_alerted_connects_total")? - base_alerted;
+        if alerted >= u64::from(UDP_MATCHING) || Instant::now() > deadline {
+            break;
+        }
+    }
+    let lost = agent.metric("gatehouse_agent_lost_events_total")?;
+    let events = agent.metric("gatehouse_agent_ring_events_total")? - base_events;
+    println!(
+        "matching connects, hook path only (UDP connect()): {:.0}/s over {UDP_MATCHING}; alerts cover {alerted}, {events} ring events, lost ring events {lost}",
+        f64::from(UDP_MATCHING) / secs
+    );
+    ensure!(
+        alerted == u64::from(UDP_MATCHING) && lost == 0,
+        "UDP connects went unaccounted"
+    );
     agent.stop();
 
     // 3. Connect-to-alert latency with the default 1 s window (the alert is written when the
@@ -157,6 +192,16 @@ fn connect_loop(target: SocketAddr, n: u32) -> f64 {
         let _ = TcpStream::connect(target);
     }
     t0.elapsed().as_nanos() as f64 / f64::from(n)
+}
+
+/// `n` connect() calls on fresh UDP sockets (a new tgid-local socket each time, as a client
+/// library would make), each one running the cgroup connect4 hook.
+fn udp_connect_loop(target: SocketAddr, n: u32) {
+    for _ in 0..n {
+        if let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") {
+            let _ = s.connect(target);
+        }
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
