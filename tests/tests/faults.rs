@@ -649,6 +649,10 @@ async fn upstream_dropping_a_watch_looks_the_same_through_the_gateway_and_is_rec
         results[1], results[0],
         "kubectl through the gateway (right) differs from direct (left)"
     );
+    eprintln!(
+        "watch dropped upstream: kubectl exit {:?}, stderr {:?}",
+        results[0].0, results[0].1
+    );
 
     let events = env.events();
     let watch = events
@@ -694,6 +698,10 @@ async fn upstream_dropping_an_exec_looks_the_same_through_the_gateway_and_is_rec
         assert_eq!(
             results[1], results[0],
             "{name}: kubectl through the gateway (right) differs from direct (left)"
+        );
+        eprintln!(
+            "{name} exec dropped upstream: kubectl exit {:?}, stderr {:?}",
+            results[0].0, results[0].1
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
