@@ -24,6 +24,21 @@ pub struct Source {
         default_value = "/var/lib/gatehouse/journal"
     )]
     pub journal: PathBuf,
+    /// Read from a collector's Query API instead of the journal (https://collector:7443).
+    #[arg(long, env = "GATEHOUSE_COLLECTOR")]
+    pub collector: Option<String>,
+    /// PEM CA bundle that signed the collector's certificate (needed for https).
+    #[arg(long, env = "GATEHOUSE_COLLECTOR_CA", requires = "collector")]
+    pub collector_ca: Option<PathBuf>,
+    /// Name to verify in the collector's certificate, when it differs from the URL's host.
+    #[arg(long, env = "GATEHOUSE_COLLECTOR_SERVER_NAME", requires = "collector")]
+    pub collector_server_name: Option<String>,
+    /// OIDC token (JWT) presented to the collector; the caller must be in a reader group.
+    #[arg(long, env = "GATEHOUSE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the OIDC token, instead of --token.
+    #[arg(long, env = "GATEHOUSE_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -26,6 +26,8 @@ pub enum CliError {
     )]
     NothingToReplay(String),
     #[error(transparent)]
+    Collector(#[from] crate::collector::CollectorError),
+    #[error(transparent)]
     Approvals(#[from] crate::approvals::ApprovalsError),
     /// `gatehouse verify` found the session broken; the message names the event.
     #[error("{0}")]
@@ -53,9 +55,10 @@ impl CliError {
             | CliError::VerifyInput(_)
             | CliError::Replay(_)
             | CliError::NothingToReplay(_) => 2,
-            CliError::Approvals(e) => e.exit_code(),
+            CliError::Collector(e) => e.exit_code(),
             CliError::Token(e) => e.exit_code(),
             CliError::Kubeconfig(e) => e.exit_code(),
+            CliError::Approvals(e) => e.exit_code(),
             CliError::Journal(_)
             | CliError::Decode { .. }
             | CliError::Output(_)

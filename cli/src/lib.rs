@@ -1,7 +1,9 @@
 //! The `gatehouse` CLI: lists sessions, prints a session's ordered kubectl transcript and
-//! exports sessions as JSON from the gateway's local journal; explains policy decisions.
+//! exports sessions as JSON from the gateway's local journal or a collector (`--collector`);
+//! explains policy decisions.
 mod args;
 mod asciicast;
+mod collector;
 mod error;
 mod events;
 mod export;
@@ -34,7 +36,6 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             namespace,
             json,
         } => {
-            let events = events::load(&source)?;
             let since = since.as_deref().map(time::parse_instant).transpose()?;
             let until = until.as_deref().map(time::parse_instant).transpose()?;
             let filter = sessions::Filter {
@@ -43,7 +44,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 until,
                 namespace,
             };
-            let list = sessions::summarize(&events, &filter);
+            let list = events::list(&source, &filter)?;
             sessions::print(&list, json, out)
         }
         Cmd::Show {
@@ -51,8 +52,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             session,
             verbose,
         } => {
-            let events = events::load(&source)?;
-            let id = sessions::resolve(&events, &session)?;
+            let (id, events) = events::session(&source, &session, false)?;
             show::print(&events, &id, verbose, out)
         }
         Cmd::Export {
@@ -61,8 +61,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             format,
             output,
         } => {
-            let events = events::load(&source)?;
-            let id = sessions::resolve(&events, &session)?;
+            let (id, events) = events::session(&source, &session, true)?;
             match output {
                 Some(path) => {
                     let mut file = export::create_private(&path)?;
@@ -80,8 +79,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             step,
             idle_limit,
         } => {
-            let events = events::load(&source)?;
-            let id = sessions::resolve(&events, &session)?;
+            let (id, events) = events::session(&source, &session, false)?;
             replay::run(&events, &id, speed, step, idle_limit, out)
         }
         Cmd::Verify {
@@ -93,11 +91,14 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             keys_ca,
         } => {
             let keys = verify::load_keys(&keys, keys_url.as_deref(), keys_ca.as_deref())?;
-            let events = match file {
-                Some(path) => verify::load_export(&path)?,
-                None => events::load(&source)?,
+            let (id, events) = match file {
+                Some(path) => {
+                    let events = verify::load_export(&path)?;
+                    let id = sessions::resolve(&events, &session)?;
+                    (id, events)
+                }
+                None => events::session(&source, &session, false)?,
             };
-            let id = sessions::resolve(&events, &session)?;
             verify::report(&id, &events, &keys, out)
         }
         Cmd::Kubeconfig(args) => Ok(kubeconfig::run(&args, out)?),

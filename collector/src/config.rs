@@ -23,6 +23,25 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply the schema migrations that are not applied yet, then exit.
     Migrate(MigrateArgs),
+    /// Dead-letter file tools.
+    #[command(subcommand)]
+    DeadLetter(DeadLetterCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCmd {
+    /// Re-insert a dead-letter file's events once the cause is fixed; events still refused are
+    /// written to FILE.refused (exit 1). The file is not changed; replaying twice is harmless.
+    Replay(DeadLetterReplayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeadLetterReplayArgs {
+    /// The dead-letter file (while the collector runs, replay a rotated copy of it).
+    #[arg(env = "COLLECTOR_DEAD_LETTER_FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

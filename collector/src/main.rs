@@ -1,5 +1,6 @@
 //! The `collector` binary: `serve` or `migrate`; thin wrapper over the library.
 use clap::Parser;
+use gatehouse_collector::config::DeadLetterCmd;
 use gatehouse_collector::{Cli, Command};
 use std::process::ExitCode;
 
@@ -24,7 +25,33 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Migrate(args) => {
             gatehouse_collector::schema::migrate(&args.clickhouse, &args.schema)
                 .await
-                .map(|r| println!("schema version {}; applied now: {:?}", r.version, r.applied))
+                .map(|r| {
+                    println!(
+                        "schema version {}; applied now: {:?}; TTL changed: {:?}",
+                        r.version, r.applied, r.ttl_changed
+                    )
+                })
+        }
+        Command::DeadLetter(DeadLetterCmd::Replay(args)) => {
+            let client = gatehouse_collector::clickhouse_client::client(&args.clickhouse, true);
+            match gatehouse_collector::writer::replay::replay(&client, &args.file).await {
+                Ok(r) => {
+                    println!(
+                        "replayed {} events; still refused {}",
+                        r.replayed, r.refused
+                    );
+                    if let Some(path) = r.refused_file {
+                        eprintln!(
+                            "collector: {} events are still refused: see {}",
+                            r.refused,
+                            path.display()
+                        );
+                        return ExitCode::from(1);
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
         }
         Command::Serve(args) => {
             match gatehouse_collector::server::start(*args, shutdown_signal()).await {

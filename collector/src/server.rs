@@ -66,7 +66,7 @@ pub async fn start(
 
     if !args.no_migrate {
         let report = crate::schema::migrate(&args.clickhouse, &args.schema).await?;
-        tracing::info!(applied = ?report.applied, version = report.version, "schema is current");
+        tracing::info!(applied = ?report.applied, version = report.version, ttl_changed = ?report.ttl_changed, "schema is current");
     }
 
     let metrics = Metrics::default();

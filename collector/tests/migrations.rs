@@ -31,6 +31,7 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
         .await
         .unwrap();
     assert_eq!(first.applied, vec![1, 2]);
+    assert!(first.ttl_changed.is_empty(), "{first:?}");
     let tables =
         "SELECT name, engine FROM system.tables WHERE database = currentDatabase() ORDER BY name";
     let before = ch.query_text(tables).await.unwrap();
@@ -53,10 +54,15 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
     let second = gatehouse_collector::schema::migrate(&args, &schema)
         .await
         .unwrap();
-    assert!(second.applied.is_empty(), "{second:?}");
+    assert!(
+        second.applied.is_empty() && second.ttl_changed.is_empty(),
+        "{second:?}"
+    );
     let out = std::process::Command::new(gatehouse_tests::binaries::path("collector").unwrap())
         .arg("migrate")
         .args(ch.collector_args())
+        // The same retention as above: nothing to change.
+        .args(["--frames-ttl-days=30", "--alerts-ttl-days=30"])
         .output()
         .unwrap();
     assert!(
@@ -64,7 +70,11 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("applied now: []"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("applied now: []; TTL changed: []"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(ch.query_text(tables).await.unwrap(), before);
     assert_eq!(
         ch.query_text("SELECT count() FROM schema_migrations")
@@ -72,5 +82,42 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
             .unwrap()
             .trim(),
         "2"
+    );
+
+    // Changed retention reaches the existing tables, once; recordings outlive frame data.
+    let longer = SchemaArgs {
+        recordings_ttl_days: 730,
+        frames_ttl_days: 14,
+        ..schema
+    };
+    let third = gatehouse_collector::schema::migrate(&args, &longer)
+        .await
+        .unwrap();
+    assert_eq!(third.ttl_changed, vec!["events", "sessions"], "{third:?}");
+    let ddl = |table: &'static str| {
+        let ch = &ch;
+        async move {
+            ch.query_text(&format!("SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = '{table}'"))
+                .await
+                .unwrap()
+        }
+    };
+    let events = ddl("events").await;
+    assert_eq!(
+        gatehouse_collector::schema::ttl::days(&events),
+        vec![14, 730],
+        "{events}"
+    );
+    assert!(events.contains("stream_frame"), "{events}");
+    assert_eq!(
+        gatehouse_collector::schema::ttl::days(&ddl("sessions").await),
+        vec![730]
+    );
+    let fourth = gatehouse_collector::schema::migrate(&args, &longer)
+        .await
+        .unwrap();
+    assert!(
+        fourth.applied.is_empty() && fourth.ttl_changed.is_empty(),
+        "{fourth:?}"
     );
 }

@@ -100,6 +100,12 @@ impl Metrics {
         }
     }
 
+    /// Exposes the journal shipper's metrics as `gatehouse_gateway_shipper_*`: backlog
+    /// (unacked bytes), acknowledged offset, retries, events acknowledged.
+    pub fn register_shipper(&mut self, shipper: &gatehouse_shipper::ShipperMetrics) {
+        shipper.register(&mut self.registry);
+    }
+
     pub fn deny(&self, reason: &str) {
         self.denied
             .get_or_create(&DeniedLabels {

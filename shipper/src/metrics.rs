@@ -1,4 +1,5 @@
-//! Prometheus metrics of the shipper (`gatehouse_shipper_*`).
+//! Prometheus metrics of the shipper, registered under its host's prefix as `<prefix>_shipper_*`
+//! (`gatehouse_gateway_shipper_*`, `gatehouse_agent_shipper_*`).
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -16,7 +17,7 @@ pub struct ShipperMetrics {
 
 impl ShipperMetrics {
     pub fn register(&self, r: &mut Registry) {
-        let r = r.sub_registry_with_prefix("gatehouse_shipper");
+        let r = r.sub_registry_with_prefix("shipper");
         r.register(
             "events_acked",
             "Events the collector acknowledged as durable",

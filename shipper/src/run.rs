@@ -99,6 +99,9 @@ impl Shipper {
             self.metrics.connected.set(0);
             let Err(e) = result else { continue };
             self.metrics.retries.inc();
+            // Acks refresh the gauges; while the collector is away each retry does, so the
+            // backlog shows on /metrics as it grows.
+            self.update_gauges();
             let delay = jitter(backoff);
             let level_error = matches!(&e, ShipperError::Status(s) if matches!(s.code(), tonic::Code::Unauthenticated | tonic::Code::InvalidArgument | tonic::Code::PermissionDenied));
             if level_error {

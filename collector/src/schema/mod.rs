@@ -1,6 +1,7 @@
 //! Schema as versioned, idempotent migrations, recorded in `schema_migrations`; `collector
 //! migrate` applies what is missing, and so does `collector serve` unless `--no-migrate`.
 mod migrations;
+pub mod ttl;
 
 pub use migrations::{MIGRATIONS, Migration};
 
@@ -14,6 +15,8 @@ pub struct MigrateReport {
     pub applied: Vec<u32>,
     /// The schema version after the run.
     pub version: u32,
+    /// Tables whose TTL this run changed to the configured retention.
+    pub ttl_changed: Vec<&'static str>,
 }
 
 /// The SQL of `template` for this deployment.
@@ -114,7 +117,12 @@ pub async fn migrate(
         applied.push(m.version);
     }
     let version = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
-    Ok(MigrateReport { applied, version })
+    let ttl_changed = ttl::reconcile(&client, db, schema).await?;
+    Ok(MigrateReport {
+        applied,
+        version,
+        ttl_changed,
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! insert must be re-sent whole, and `Inserter` does not give back the rows of a failed commit;
 //! the thresholds are the same ones `Inserter` offers.
 mod dead_letter;
+pub mod replay;
 
 pub use dead_letter::DeadLetter;
 

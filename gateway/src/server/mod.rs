@@ -110,7 +110,11 @@ impl Gateway {
             "journal open"
         );
         let shipper = crate::shipping::shipper(&args.collector, journal.clone())?;
-        let metrics = Arc::new(Metrics::new());
+        let mut metrics = Metrics::new();
+        if let Some(s) = &shipper {
+            metrics.register_shipper(s.metrics());
+        }
+        let metrics = Arc::new(metrics);
         let producer = Producer {
             component: "gateway".into(),
             instance: args.instance.clone().unwrap_or_else(hostname),
