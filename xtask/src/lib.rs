@@ -3,6 +3,8 @@ pub mod bench;
 // The agent bench sits beside the gateway's in bench/ without touching its module file.
 #[path = "bench/agent.rs"]
 pub mod bench_agent;
+#[path = "bench/policy.rs"]
+pub mod bench_policy;
 pub mod codegen;
 pub mod demo;
 pub mod dist;
@@ -26,7 +28,7 @@ pub enum Cmd {
     /// the node agent's connect() overhead, matching throughput and alert latency (root);
     /// `bench streams` exec and port-forward throughput and RSS through the gateway.
     Bench {
-        #[arg(value_parser = ["gateway", "agent", "streams"])]
+        #[arg(value_parser = ["gateway", "agent", "streams", "policy"])]
         target: String,
     },
     /// Run the demo: real kubectl through the real gateway, then the transcript.
@@ -47,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Demo => demo::run(),
         Cmd::Dist(args) => dist::run(&args),
         Cmd::Bench { target } if target == "agent" => bench_agent::agent(),
+        Cmd::Bench { target } if target == "policy" => bench_policy::policy(),
         Cmd::Bench { target } if target == "streams" => bench::streams::streams(),
         Cmd::Bench { .. } => bench::gateway(),
     }
