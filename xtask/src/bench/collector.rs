@@ -1,0 +1,415 @@
+//! `cargo xtask bench collector`: the release collector binary in front of the ClickHouse
+//! engine (the chdb fixture, or `CLICKHOUSE_URL`), measured end to end in one run: journal →
+//! shipper → gRPC Ingest → ClickHouse events/s, request-to-queryable lag, listing one identity's
+//! sessions among 10M stored events, and how soon the replay of a 1-hour session starts.
+use anyhow::{Context as _, ensure};
+use gatehouse_journal::{FsyncPolicy, Journal, JournalOptions};
+use gatehouse_proto::v1::event::Payload;
+use gatehouse_proto::v1::query_client::QueryClient;
+use gatehouse_proto::v1::{
+    Event, GetSessionRequest, Identity, KubeRequest, ListSessionsRequest, RequestStarted,
+    ResponseFinished, StreamChannel, StreamDirection, StreamFrame,
+};
+use gatehouse_shipper::{Shipper, ShipperConfig, TlsConfig};
+use gatehouse_tests::clickhouse::TestClickHouse;
+use gatehouse_tests::collector_proc::{CollectorPki, CollectorProc};
+use gatehouse_tests::oidc::TestIssuer;
+use prost::Message;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// Short sessions shipped in the throughput run, each of `PAIRS` request/response pairs.
+const SESSIONS: usize = 2_000;
+const PAIRS: usize = 91;
+/// The 1-hour interactive session: one stdout frame every 100 ms.
+const HOUR_FRAMES: usize = 36_000;
+/// Rows seeded with `INSERT … SELECT FROM numbers()` for the listing measurement.
+const SEEDED: u64 = 10_000_000;
+/// Seeded events per session, and the identities they are spread over.
+const SEEDED_PER_SESSION: u64 = 100;
+const SEEDED_ACTORS: u64 = 1_000;
+const LAG_SAMPLES: usize = 40;
+const QUERY_SAMPLES: usize = 10;
+
+pub fn collector() -> anyhow::Result<()> {
+    let build = [
+        "--release",
+        "-p",
+        "gatehouse-collector",
+        "-p",
+        "xtask",
+        "--bins",
+    ];
+    if cfg!(debug_assertions) {
+        // Measure optimised code only: re-run this command from the release build.
+        crate::tools::cargo_build(&build)?;
+        let exe = std::env::current_exe()?;
+        let release = exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .map(|target| target.join("release").join("xtask"))
+            .context("locating the release xtask")?;
+        let status = std::process::Command::new(release)
+            .args(["bench", "collector"])
+            .current_dir(crate::workspace_root())
+            .status()?;
+        ensure!(status.success(), "release bench failed");
+        return Ok(());
+    }
+    crate::tools::cargo_build(&build)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn identity(user: &str) -> Option<Identity> {
+    Some(Identity {
+        username: user.to_string(),
+        groups: vec!["dev".into()],
+        ..Default::default()
+    })
+}
+
+/// A request/response pair of session `session` at `seq`, `seq + 1`.
+fn pair(session: &str, user: &str, seq: u64, time: i64, i: usize) -> [Event; 2] {
+    let req_id = uuid::Uuid::now_v7().to_string();
+    let request = Event {
+        event_id: req_id.clone(),
+        session_id: session.to_string(),
+        seq,
+        time_unix_nano: time,
+        identity: identity(user),
+        command_id: uuid::Uuid::now_v7().to_string(),
+        payload: Some(Payload::Request(RequestStarted {
+            request: Some(KubeRequest {
+                method: "GET".into(),
+                path: format!("/api/v1/namespaces/team-a/configmaps/cm-{i}"),
+                verb: "get".into(),
+                api_version: "v1".into(),
+                resource: "configmaps".into(),
+                namespace: "team-a".into(),
+                name: format!("cm-{i}"),
+                ..Default::default()
+            }),
+            command: format!("kubectl get configmap cm-{i} -n team-a"),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let response = Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        session_id: session.to_string(),
+        seq: seq + 1,
+        time_unix_nano: time + 2_000_000,
+        identity: identity(user),
+        payload: Some(Payload::Response(ResponseFinished {
+            request_event_id: req_id,
+            status_code: 200,
+            latency_nanos: 2_000_000,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    [request, response]
+}
+
+/// The shipped data set: `SESSIONS` short sessions and one 1-hour exec session (returned id).
+fn write_journal(journal: &Journal) -> anyhow::Result<(String, u64)> {
+    let start = now_nanos() - 2 * 3_600_000_000_000;
+    let mut count = 0u64;
+    for s in 0..SESSIONS {
+        let session = uuid::Uuid::now_v7().to_string();
+        let user = format!("shipped-{}", s % 50);
+        let t0 = start + (s as i64) * 1_000_000_000;
+        for i in 0..PAIRS {
+            for e in pair(
+                &session,
+                &user,
+                2 * i as u64 + 1,
+                t0 + i as i64 * 5_000_000,
+                i,
+            ) {
+                journal.append(&e.encode_to_vec())?;
+                count += 1;
+            }
+        }
+    }
+    let hour = uuid::Uuid::now_v7().to_string();
+    let [opened, _] = pair(&hour, "operator", 1, start, 0);
+    let exec_id = opened.event_id.clone();
+    journal.append(&opened.encode_to_vec())?;
+    count += 1;
+    for f in 0..HOUR_FRAMES {
+        let offset = f as u64 * 100_000_000;
+        let e = Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            session_id: hour.clone(),
+            seq: f as u64 + 2,
+            time_unix_nano: start + offset as i64,
+            identity: identity("operator"),
+            payload: Some(Payload::StreamFrame(StreamFrame {
+                request_event_id: exec_id.clone(),
+                offset_nanos: offset,
+                direction: StreamDirection::FromContainer as i32,
+                channel: StreamChannel::Stdout as i32,
+                data: format!("line {f}: tail of a long-running job\r\n")
+                    .into_bytes()
+                    .into(),
+                size: 40,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        journal.append(&e.encode_to_vec())?;
+        count += 1;
+    }
+    Ok((hour, count))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ch = TestClickHouse::start(dir.path()).await?;
+    let pki = CollectorPki::write(dir.path())?;
+    let issuer = TestIssuer::start().await?;
+    let issuer_ca = dir.path().join("issuer-ca.pem");
+    std::fs::write(&issuer_ca, &issuer.ca_pem)?;
+    let mut args = ch.collector_args();
+    args.extend(pki.args());
+    args.extend([
+        format!("--oidc-issuer-url={}", issuer.url),
+        "--oidc-audience=gatehouse".to_string(),
+        format!("--oidc-ca-file={}", issuer_ca.display()),
+        "--oidc-username-prefix=-".to_string(),
+        "--reader-groups=auditors".to_string(),
+    ]);
+    let collector = CollectorProc::start(dir.path(), 0, &args).await?;
+    println!(
+        "collector: release binary, default batching (50k rows or 1 s); ClickHouse: {}",
+        if ch.is_fixture() {
+            "the chdb 26.9 engine behind tests/support/chdb_http.py (a stand-in for a server: \
+             one Python process, no LZ4 transfer compression)"
+        } else {
+            "CLICKHOUSE_URL"
+        }
+    );
+
+    // 1. Throughput: a pre-written journal shipped by the real shipper until fully acknowledged.
+    let (journal, _) = Journal::open(
+        &dir.path().join("journal"),
+        JournalOptions {
+            fsync: FsyncPolicy::Never,
+            ..Default::default()
+        },
+    )?;
+    let (hour_session, events) = write_journal(&journal)?;
+    let client = pki.client_ca.issue_client("gateway-test", &[])?;
+    let mut cfg = ShipperConfig::new(format!("https://{}", collector.addr));
+    cfg.tls = Some(TlsConfig {
+        ca_pem: pki.server_ca.pem.clone().into_bytes(),
+        identity: Some((client.cert_pem.into_bytes(), client.key_pem.into_bytes())),
+        domain_name: Some("localhost".into()),
+    });
+    let shipper = Shipper::new(journal.clone(), cfg)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let ship = tokio::spawn(shipper.run(async move {
+        let _ = stopped.await;
+    }));
+    wait_acked(&journal, Duration::from_secs(600)).await?;
+    let elapsed = started.elapsed();
+    let stored = ch
+        .query_text("SELECT count() FROM events")
+        .await?
+        .trim()
+        .parse::<u64>()?;
+    ensure!(
+        stored == events,
+        "{stored} rows stored for {events} shipped"
+    );
+    println!(
+        "ingest: {events} events (journal → shipper → gRPC → ClickHouse) in {:.2} s = {:.0} events/s (target ≥ 100k/s)",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
+
+    // 2. Request-to-queryable lag: one event appended to the journal, polled for in ClickHouse.
+    let mut lags = Vec::new();
+    for i in 0..LAG_SAMPLES {
+        let session = uuid::Uuid::now_v7().to_string();
+        let [e, _] = pair(&session, "lag", 1, now_nanos(), i);
+        let id = e.event_id.clone();
+        let t0 = Instant::now();
+        journal.append(&e.encode_to_vec())?;
+        let sql = format!(
+            "SELECT count() FROM events WHERE time >= now64(9) - INTERVAL 1 MINUTE AND event_id = '{id}'"
+        );
+        loop {
+            if ch.query_text(&sql).await?.trim() == "1" {
+                break;
+            }
+            ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "event {id} never became queryable"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        lags.push(t0.elapsed());
+        tokio::time::sleep(Duration::from_millis(50 + (i as u64 * 37) % 200)).await;
+    }
+    lags.sort();
+    println!(
+        "lag: request-to-queryable over {LAG_SAMPLES} events: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target p99 ≤ 2 s)",
+        percentile(&lags, 0.5).as_secs_f64() * 1e3,
+        percentile(&lags, 0.99).as_secs_f64() * 1e3,
+        lags.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    let _ = stop.send(());
+    let _ = ship.await;
+
+    // 3. 10M stored events, seeded inside ClickHouse (the materialized views fire as for ingest).
+    let t0 = Instant::now();
+    ch.query_text(&format!(
+        "INSERT INTO events (event_id, session_id, seq, time, kind, producer, instance, actor, \
+         groups, auth_method, verb, resource, namespace, name, command, status_code, payload) \
+         SELECT generateUUIDv4(number), concat('seed-', toString(intDiv(number, {SEEDED_PER_SESSION}))), \
+         number % {SEEDED_PER_SESSION} + 1, \
+         now64(9) - toIntervalSecond(intDiv(number, {SEEDED_PER_SESSION}) * 25) + toIntervalMillisecond((number % {SEEDED_PER_SESSION}) * 100), \
+         if(number % 2 = 0, 'request', 'response'), 'gateway', 'seed', \
+         concat('user-', toString(intDiv(number, {SEEDED_PER_SESSION}) % {SEEDED_ACTORS})), ['dev'], 'oidc', \
+         'get', 'configmaps', concat('ns-', toString(intDiv(number, {SEEDED_PER_SESSION}) % 50)), \
+         concat('cm-', toString(number % 100)), \
+         if(number % 2 = 0, concat('kubectl get configmap cm-', toString(number % 100)), ''), 200, '' \
+         FROM numbers({SEEDED})"
+    ))
+    .await?;
+    let total = ch.query_text("SELECT count() FROM events").await?;
+    println!(
+        "seeded {SEEDED} events ({} sessions of {SEEDED_PER_SESSION}, {SEEDED_ACTORS} identities, 29 days) with INSERT … SELECT FROM numbers() in {:.1} s; {} events stored",
+        SEEDED / SEEDED_PER_SESSION,
+        t0.elapsed().as_secs_f64(),
+        total.trim()
+    );
+
+    let channel = query_channel(&collector.addr, &pki).await?;
+    let mut query = QueryClient::new(channel);
+    let token = issuer.token("auditor", &["auditors"], "gatehouse")?;
+
+    // 4. Listing one identity's sessions among them.
+    let want = SEEDED / SEEDED_PER_SESSION / SEEDED_ACTORS;
+    let mut lists = Vec::new();
+    for _ in 0..QUERY_SAMPLES {
+        let t0 = Instant::now();
+        let got = query
+            .list_sessions(authed(
+                ListSessionsRequest {
+                    username: "user-42".into(),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await?
+            .into_inner();
+        lists.push(t0.elapsed());
+        ensure!(
+            got.sessions.len() as u64 == want,
+            "user-42 has {} sessions, expected {want}",
+            got.sessions.len()
+        );
+    }
+    lists.sort();
+    println!(
+        "list: one identity's {want} sessions among {} stored events: p50 {:.0} ms, max {:.0} ms over {QUERY_SAMPLES} calls (target ≤ 300 ms; each call also writes its access-audit row)",
+        total.trim(),
+        percentile(&lists, 0.5).as_secs_f64() * 1e3,
+        lists.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+
+    // 5. Replay of the 1-hour session: time to the first streamed event, and to the last.
+    let mut firsts = Vec::new();
+    let mut alls = Vec::new();
+    for _ in 0..QUERY_SAMPLES.min(5) {
+        let t0 = Instant::now();
+        let mut stream = query
+            .get_session(authed(
+                GetSessionRequest {
+                    session_id: hour_session.clone(),
+                    from_seq: 0,
+                },
+                &token,
+            ))
+            .await?
+            .into_inner();
+        let mut n = 0usize;
+        while let Some(_e) = stream.message().await? {
+            if n == 0 {
+                firsts.push(t0.elapsed());
+            }
+            n += 1;
+        }
+        alls.push(t0.elapsed());
+        ensure!(
+            n == HOUR_FRAMES + 1,
+            "the 1-hour session streamed {n} events, expected {}",
+            HOUR_FRAMES + 1
+        );
+    }
+    firsts.sort();
+    alls.sort();
+    println!(
+        "replay: 1-hour session ({} events) starts streaming in p50 {:.0} ms, max {:.0} ms; fully streamed in p50 {:.0} ms (target start ≤ 500 ms)",
+        HOUR_FRAMES + 1,
+        percentile(&firsts, 0.5).as_secs_f64() * 1e3,
+        firsts.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        percentile(&alls, 0.5).as_secs_f64() * 1e3
+    );
+    drop(collector);
+    Ok(())
+}
+
+/// `msg` with the reader's token.
+fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        r.metadata_mut().insert("authorization", v);
+    }
+    r
+}
+
+async fn wait_acked(journal: &Arc<Journal>, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while journal.acked_offset() < journal.end_offset() {
+        ensure!(
+            Instant::now() < deadline,
+            "the journal was not acknowledged within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+async fn query_channel(addr: &str, pki: &CollectorPki) -> anyhow::Result<Channel> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.server_ca.pem))
+        .domain_name("localhost");
+    Ok(Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect()
+        .await?)
+}
