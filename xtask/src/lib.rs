@@ -26,9 +26,10 @@ pub enum Cmd {
     Codegen,
     /// Benchmarks: `bench gateway` measures direct against through-gateway; `bench agent`
     /// the node agent's connect() overhead, matching throughput and alert latency (root);
-    /// `bench streams` exec and port-forward throughput and RSS through the gateway.
+    /// `bench streams` exec and port-forward throughput and RSS through the gateway;
+    /// `bench collector` ingest rate, queryable lag, listing and replay start (ClickHouse).
     Bench {
-        #[arg(value_parser = ["gateway", "agent", "streams", "policy"])]
+        #[arg(value_parser = ["gateway", "agent", "streams", "collector", "policy"])]
         target: String,
     },
     /// Run the demo: real kubectl through the real gateway, then the transcript.
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench { target } if target == "agent" => bench_agent::agent(),
         Cmd::Bench { target } if target == "policy" => bench_policy::policy(),
         Cmd::Bench { target } if target == "streams" => bench::streams::streams(),
+        Cmd::Bench { target } if target == "collector" => bench::collector::collector(),
         Cmd::Bench { .. } => bench::gateway(),
     }
 }

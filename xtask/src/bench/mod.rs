@@ -1,5 +1,7 @@
 //! `cargo xtask bench gateway`: direct-to-test-server against through-gateway in one run, with
 //! wrk on loopback, plus the gateway's RSS growth while streaming a 1 GiB `logs -f`.
+// `bench collector`: ingest rate, queryable lag, listing and replay start against ClickHouse.
+pub mod collector;
 mod compare;
 mod rss;
 // `bench streams`: exec and port-forward throughput, RSS under 1 GiB of exec stdout.
