@@ -99,11 +99,30 @@ rules:
       names: ["/checkout-.*/"]
       exec: {containers: [app], argv: ["rm -rf *"]}
       time: [{days: [mon, tue, wed, thu, fri, sat, sun], start: "09:00", end: "24:00"}]
+      labels: {app: web}
     action: require_approval
     message: hold it
     record_payload: false
+    mask: {dlp: false}
   - {name: m, action: mask}
+  - name: m2
+    match: {labels: {app: "payments-*"}}
+    action: mask
+    mask:
+      detectors: [aws_access_key, bearer_token, private_key, jwt]
+      patterns: [{name: ticket, regex: "TKT-[0-9]+"}]
+      fields: ["spec.containers[*].env[*].value", "metadata.annotations[\"a.b/c\"]"]
+      env_names: ["*PASSWORD*"]
+      dlp: true
   - {name: a, action: allow}
+approvals:
+  reviewers: [sre]
+  timeout: 5m
+  max_grant: 8h
+  webhook: {url: "https://hooks.example/x", format: slack}
+roles:
+  - name: payments-writer
+    rules: [{name: w, match: {namespaces: [payments]}, action: allow}]
 "#;
 
 #[test]
@@ -122,6 +141,10 @@ fn bad_documents_fail_schema_and_model() {
         "version: 1\ndefault: {action: permit}\n",
         "version: 1\ndefault: {action: allow}\nextra: 1\n",
         "version: 1\ndefault: {action: allow}\nrules: [{action: deny}]\n",
+        "version: 1\ndefault: {action: allow}\nrules: [{name: a, action: mask, mask: {detectors: [ssn]}}]\n",
+        "version: 1\ndefault: {action: allow}\nrules: [{name: a, action: mask, mask: {dpl: true}}]\n",
+        "version: 1\ndefault: {action: allow}\napprovals: {reviewer: [sre]}\n",
+        "version: 1\ndefault: {action: allow}\nroles: [{name: r}]\n",
         "version: 1\ndefault: {action: allow}\nrules: [{name: a, action: deny, mesage: x}]\n",
         "version: 1\ndefault: {action: allow}\nrules: [{name: a, action: deny, match: {verb: [get]}}]\n",
         "version: 1\ndefault: {action: allow}\nrules: [{name: a, action: deny, match: {verbs: [gett]}}]\n",
