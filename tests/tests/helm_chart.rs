@@ -1005,6 +1005,16 @@ async fn the_gateway_starts_with_its_rendered_configuration() {
             )
             .unwrap();
         }
+        if let Some(cm) = objs
+            .iter()
+            .find(|o| kind(o).1 == "ConfigMap" && name(o).ends_with("-policy"))
+        {
+            std::fs::write(
+                d.join("policy.yaml"),
+                cm["data"]["policy.yaml"].as_str().unwrap(),
+            )
+            .unwrap();
+        }
         let mut cmd =
             tokio::process::Command::new(gatehouse_tests::binaries::path("gateway").unwrap());
         cmd.env_clear()
@@ -1023,6 +1033,7 @@ async fn the_gateway_starts_with_its_rendered_configuration() {
                 ("GATEWAY_TLS_KEY", _) => tls.key.clone().into(),
                 ("GATEWAY_JOURNAL_DIR", _) => d.join("journal").into(),
                 ("GATEWAY_IDENTITY_MAP", _) => d.join("identity-map.yaml").into(),
+                ("GATEWAY_POLICY_FILE", _) => d.join("policy.yaml").into(),
                 ("GATEWAY_CLIENT_CA_FILE", _) => d.join("cluster-ca.crt").into(),
                 ("GATEWAY_COLLECTOR_TOKEN_FILE", _) => d.join("collector-token").into(),
                 (_, Some(v)) => {
