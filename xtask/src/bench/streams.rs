@@ -54,11 +54,14 @@ pub fn streams() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let opts = ApiServerOptions {
-        objects: vec![json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "bench", "namespace": "bench"},
-            "spec": {"containers": [{"name": "app", "image": "busybox"}]}
-        })],
+        objects: vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "bench", "namespace": "bench"},
+                "spec": {"containers": [{"name": "app", "image": "busybox"}]}
+            }),
+        ],
         ..Default::default()
     };
     let e = GatewayEnv::start(opts, &[]).await?;
