@@ -132,6 +132,13 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: PolicyCmd,
     },
+    /// Review requests held by a `require_approval` rule (reviewers only).
+    Approvals {
+        #[command(subcommand)]
+        cmd: crate::approvals::ApprovalsCmd,
+    },
+    /// Give a user a policy role for a limited time (reviewers only).
+    Grant(crate::grant::GrantArgs),
 }
 
 /// `gatehouse policy …`

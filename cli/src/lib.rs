@@ -1,15 +1,17 @@
 //! The `gatehouse` CLI: lists sessions, prints a session's ordered kubectl transcript and
 //! exports sessions as JSON from the gateway's local journal or a collector (`--collector`);
 //! explains policy decisions.
+mod approvals;
 mod args;
 mod asciicast;
 mod collector;
 mod error;
 mod events;
 mod export;
+mod grant;
 mod keys_url;
-mod kubectl_line;
 mod kubeconfig;
+mod kubectl_line;
 mod kubectl_request;
 mod policy;
 mod replay;
@@ -122,5 +124,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             };
             policy::test(&file, &caller, &request, out)
         }
+        Cmd::Approvals { cmd } => Ok(approvals::run(cmd, out)?),
+        Cmd::Grant(args) => Ok(grant::run(&args, out)?),
     }
 }

@@ -125,8 +125,7 @@ async fn run() -> anyhow::Result<()> {
 
     let mib = |rate: f64| rate / f64::from(1 << 20);
     println!(
-        "gatehouse streams benchmark (loopback, real kubectl {}, best of {ROUNDS} × {} MiB)",
-        "v1.35",
+        "gatehouse streams benchmark (loopback, real kubectl v1.35, best of {ROUNDS} × {} MiB)",
         RUN_BYTES >> 20
     );
     println!("  exec stdout  direct  : {:>8.1} MiB/s", mib(d_exec));
