@@ -22,23 +22,8 @@ const LATENCY_SAMPLES: usize = 20;
 const UDP_MATCHING: u32 = 1_000_000;
 
 pub fn agent() -> anyhow::Result<()> {
-    if cfg!(debug_assertions) {
-        // Measure optimised code only: re-run this command from a release build.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "bench",
-                "agent",
-            ])
-            .current_dir(crate::workspace_root())
-            .status()?;
-        ensure!(status.success(), "release bench failed");
+    let build = crate::bench::release_build(&["gatehouse-agent"]);
+    if crate::bench::rerun_in_release(&build, "agent")? {
         return Ok(());
     }
     ensure!(
@@ -47,7 +32,6 @@ pub fn agent() -> anyhow::Result<()> {
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")),
         "bench agent needs root (it loads BPF programs and creates a cgroup)"
     );
-    crate::tools::cargo_build(&["--release", "-p", "gatehouse-agent", "--bins"])?;
     let bin = crate::workspace_root().join("target/release/gatehouse-agent");
     let cg = BenchCgroup::new()?;
     // This process joins the cgroup, so its connects are the ones the programs see.

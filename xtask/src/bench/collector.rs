@@ -2,7 +2,7 @@
 //! engine (the chdb fixture, or `CLICKHOUSE_URL`), measured end to end in one run: journal →
 //! shipper → gRPC Ingest → ClickHouse events/s, request-to-queryable lag, listing one identity's
 //! sessions among 10M stored events, and how soon the replay of a 1-hour session starts.
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 use gatehouse_journal::{FsyncPolicy, Journal, JournalOptions};
 use gatehouse_proto::v1::event::Payload;
 use gatehouse_proto::v1::query_client::QueryClient;
@@ -33,31 +33,10 @@ const LAG_SAMPLES: usize = 40;
 const QUERY_SAMPLES: usize = 10;
 
 pub fn collector() -> anyhow::Result<()> {
-    let build = [
-        "--release",
-        "-p",
-        "gatehouse-collector",
-        "-p",
-        "xtask",
-        "--bins",
-    ];
-    if cfg!(debug_assertions) {
-        // Measure optimised code only: re-run this command from the release build.
-        crate::tools::cargo_build(&build)?;
-        let exe = std::env::current_exe()?;
-        let release = exe
-            .parent()
-            .and_then(std::path::Path::parent)
-            .map(|target| target.join("release").join("xtask"))
-            .context("locating the release xtask")?;
-        let status = std::process::Command::new(release)
-            .args(["bench", "collector"])
-            .current_dir(crate::workspace_root())
-            .status()?;
-        ensure!(status.success(), "release bench failed");
+    let build = super::release_build(&["gatehouse-collector"]);
+    if super::rerun_in_release(&build, "collector")? {
         return Ok(());
     }
-    crate::tools::cargo_build(&build)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

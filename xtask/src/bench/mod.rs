@@ -20,40 +20,49 @@ const LOG_BYTES: u64 = 1 << 30;
 const SECONDS: u32 = 5;
 
 pub fn gateway() -> anyhow::Result<()> {
-    // The gateway and the release xtask are built by one command: separate `cargo build -p
-    // gatehouse-gateway` and `cargo run -p xtask` resolve features differently and rebuild each
-    // other's binaries on every run.
-    let build = [
-        "--release",
-        "-p",
-        "gatehouse-gateway",
-        "-p",
-        "xtask",
-        "--bins",
-    ];
-    if cfg!(debug_assertions) {
-        // Measure optimised code only: re-run this command from the release build.
-        crate::tools::cargo_build(&build)?;
-        let exe = std::env::current_exe()?;
-        let release = exe
-            .parent()
-            .and_then(std::path::Path::parent)
-            .map(|target| target.join("release").join("xtask"))
-            .context("locating the release xtask")?;
-        let status = std::process::Command::new(release)
-            .args(["bench", "gateway"])
-            .current_dir(crate::workspace_root())
-            .status()?;
-        anyhow::ensure!(status.success(), "release bench failed");
+    let build = release_build(&["gatehouse-gateway"]);
+    if rerun_in_release(&build, "gateway")? {
         return Ok(());
     }
     wrk::ensure_installed()?;
     let tools = crate::tools::tools_bin()?;
-    crate::tools::cargo_build(&build)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(run(&tools))
+}
+
+/// The one cargo command that builds the benchmarked packages and the release xtask together:
+/// separate `cargo build -p …` and `cargo run -p xtask` resolve features differently and
+/// rebuild each other's binaries on every run.
+pub(crate) fn release_build(packages: &[&'static str]) -> Vec<&'static str> {
+    let mut v = vec!["--release"];
+    for p in packages.iter().chain(&["xtask"]) {
+        v.extend(["-p", p]);
+    }
+    v.push("--bins");
+    v
+}
+
+/// Benchmarks measure optimised code only. Builds `build`; from a debug xtask, re-runs
+/// `bench <name>` from the release xtask and returns `true` (the caller is done).
+pub(crate) fn rerun_in_release(build: &[&str], name: &str) -> anyhow::Result<bool> {
+    crate::tools::cargo_build(build)?;
+    if !cfg!(debug_assertions) {
+        return Ok(false);
+    }
+    let exe = std::env::current_exe()?;
+    let release = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|target| target.join("release").join("xtask"))
+        .context("locating the release xtask")?;
+    let status = std::process::Command::new(release)
+        .args(["bench", name])
+        .current_dir(crate::workspace_root())
+        .status()?;
+    anyhow::ensure!(status.success(), "release bench {name} failed");
+    Ok(true)
 }
 
 async fn run(tools: &std::path::Path) -> anyhow::Result<()> {

@@ -11,23 +11,8 @@ const LOG_BYTES: usize = 1 << 30;
 const LIST_BYTES: usize = 10 << 20;
 
 pub fn policy() -> anyhow::Result<()> {
-    if cfg!(debug_assertions) {
-        // Measure optimised code only: re-run this command from a release build.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "run",
-                "--release",
-                "--quiet",
-                "-p",
-                "xtask",
-                "--",
-                "bench",
-                "policy",
-            ])
-            .current_dir(crate::workspace_root())
-            .status()?;
-        anyhow::ensure!(status.success(), "release bench failed");
+    let build = crate::bench::release_build(&[]);
+    if crate::bench::rerun_in_release(&build, "policy")? {
         return Ok(());
     }
     let list = secret_list();

@@ -19,33 +19,10 @@ const ROUNDS: usize = 3;
 const RSS_BYTES: u64 = 1 << 30;
 
 pub fn streams() -> anyhow::Result<()> {
-    // One command builds the gateway and the release xtask (separate builds resolve features
-    // differently and rebuild each other's binaries), as `bench gateway` does.
-    let build = [
-        "--release",
-        "-p",
-        "gatehouse-gateway",
-        "-p",
-        "xtask",
-        "--bins",
-    ];
-    if cfg!(debug_assertions) {
-        // Measure optimised code only: re-run this command from the release build.
-        crate::tools::cargo_build(&build)?;
-        let exe = std::env::current_exe()?;
-        let release = exe
-            .parent()
-            .and_then(std::path::Path::parent)
-            .map(|target| target.join("release").join("xtask"))
-            .context("locating the release xtask")?;
-        let status = std::process::Command::new(release)
-            .args(["bench", "streams"])
-            .current_dir(crate::workspace_root())
-            .status()?;
-        anyhow::ensure!(status.success(), "release bench failed");
+    let build = super::release_build(&["gatehouse-gateway"]);
+    if super::rerun_in_release(&build, "streams")? {
         return Ok(());
     }
-    crate::tools::cargo_build(&build)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
