@@ -1,11 +1,8 @@
 //! `gatehouse approvals list|approve|deny`: a reviewer's side of held requests, through the
 //! gateway's reviewer API (`/gatehouse/v1/approvals`) with the reviewer's own token.
+use crate::http::{BlockingClient, HttpError, Schemes};
 use clap::Args;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use http_body_util::Full;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -170,70 +167,41 @@ pub fn call(
     let uri: http::Uri = url
         .parse()
         .map_err(|e| ApprovalsError::Config(format!("invalid --gateway {}: {e}", api.gateway)))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+    // The reviewer's bearer token goes with every call: never over clear text.
+    if uri.scheme_str() != Some("https") {
         return Err(ApprovalsError::Config(format!(
             "invalid --gateway {}: use an https:// URL",
             api.gateway
         )));
     }
-    let mut roots = rustls::RootCertStore::empty();
-    match &api.gateway_ca {
-        Some(path) => {
-            let bad =
-                |e: String| ApprovalsError::Config(format!("--gateway-ca {}: {e}", path.display()));
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| bad(e.to_string()))?;
-            for c in certs {
-                roots.add(c).map_err(|e| bad(e.to_string()))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
+    let client = BlockingClient::new(
+        api.gateway_ca.as_deref(),
+        Schemes::HttpsOnly,
+        Duration::from_secs(30),
+    )
+    .map_err(|e| match e {
+        HttpError::Ca(why) => ApprovalsError::Config(format!("--gateway-ca {why}")),
+        other => ApprovalsError::Transport(format!("gateway {}: {other}", api.gateway)),
+    })?;
     let transport = |e: String| ApprovalsError::Transport(format!("gateway {}: {e}", api.gateway));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    let data = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::from(data)))
         .map_err(|e| transport(e.to_string()))?;
-    rt.block_on(async {
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        let data = body.map(|b| b.to_string()).unwrap_or_default();
-        let req = http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(bytes::Bytes::from(data)))
-            .map_err(|e| transport(e.to_string()))?;
-        let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
-            .await
-            .map_err(|_| transport("timed out after 30s".into()))?
-            .map_err(|e| transport(crate::error::chain(&e)))?;
-        let status = resp.status();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| transport(e.to_string()))?
-            .to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|_| transport(format!("HTTP {status} with a body that is not JSON")))?;
-        if status.is_success() {
-            Ok(v)
-        } else {
-            Err(ApprovalsError::Refused(
-                v["message"]
-                    .as_str()
-                    .map_or_else(|| format!("HTTP {status}"), str::to_string),
-            ))
-        }
-    })
+    let (status, bytes) = client.send(req).map_err(|e| transport(e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|_| transport(format!("HTTP {status} with a body that is not JSON")))?;
+    if status.is_success() {
+        Ok(v)
+    } else {
+        Err(ApprovalsError::Refused(
+            v["message"]
+                .as_str()
+                .map_or_else(|| format!("HTTP {status}"), str::to_string),
+        ))
+    }
 }

@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod export;
 mod grant;
+mod http;
 mod keys_url;
 mod kubeconfig;
 mod kubectl_line;
@@ -23,6 +24,7 @@ mod verify;
 
 pub use args::{Cli, Cmd, ExportFormat, PolicyCmd, Source};
 pub use error::CliError;
+pub use export::event_json;
 pub use sessions::SessionSummary;
 
 use std::io::Write;
