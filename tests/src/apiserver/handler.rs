@@ -17,8 +17,8 @@ use super::status::{ApiError, ApiResult, success_status};
 use super::store::{Write, now_rfc3339};
 use super::table::{self, IncludeObject};
 use super::{
-    Body, RecordedRequest, State, defaults, discovery, full, logs, openapi, patch, reviews, schema,
-    watch,
+    Body, RecordedRequest, State, defaults, discovery, ephemeral, full, logs, openapi, patch,
+    reviews, schema, watch,
 };
 
 /// Request bodies larger than this are refused (the apiserver's limit is 3 MiB for most).
@@ -956,10 +956,15 @@ fn update(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
     let mgr = manager(ctx)?;
     let state = ctx.state.clone();
     let sub = t.sub.clone();
+    let mut added = Vec::new();
     let (_, o) = state.store.write(t.r, &t.ns, &name, dry, |cur| {
         let cur = cur.ok_or_else(|| ApiError::not_found(t.r.group, t.r.plural, &name))?;
         check_rv(t, &name, &obj, cur)?;
-        let mut next = if sub.as_deref() == Some("status") {
+        let mut next = if sub.as_deref() == Some("ephemeralcontainers") {
+            let mut next = obj;
+            added = ephemeral::update(t.r, &name, cur, &mut next)?;
+            next
+        } else if sub.as_deref() == Some("status") {
             let mut c = cur.clone();
             if let (Some(m), Some(s)) = (c.as_object_mut(), obj.get("status")) {
                 m.insert("status".into(), s.clone());
@@ -972,6 +977,9 @@ fn update(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
         finish_write(&state, t.r, Some(cur), &mut next, Some(&mgr))?;
         Ok(Write::Update(next))
     })?;
+    if !dry {
+        ephemeral::start(state.clone(), t.r, t.ns.clone(), name.clone(), added);
+    }
     render_object(ctx, t, StatusCode::OK, &o)
 }
 
@@ -1027,6 +1035,7 @@ fn patch_object(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
     let state = ctx.state.clone();
     let sub = t.sub.clone();
     let mut warnings = Vec::new();
+    let mut added = Vec::new();
     let result = state.store.write(t.r, &t.ns, &name, dry, |cur| {
         let now = now_rfc3339();
         if is_apply {
@@ -1081,7 +1090,9 @@ fn patch_object(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
                 _ => {}
             }
         }
-        if sub.as_deref() != Some("status") {
+        if sub.as_deref() == Some("ephemeralcontainers") {
+            added = ephemeral::update(t.r, &name, cur, &mut next)?;
+        } else if sub.as_deref() != Some("status") {
             keep_status(t.r, Some(cur), &mut next);
         }
         if next.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
@@ -1100,6 +1111,9 @@ fn patch_object(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
     });
     ctx.warnings.extend(warnings);
     let (kind, o) = result?;
+    if !dry {
+        ephemeral::start(state.clone(), t.r, t.ns.clone(), name.clone(), added);
+    }
     let code = if kind == Some(super::store::EventType::Added) {
         StatusCode::CREATED
     } else {

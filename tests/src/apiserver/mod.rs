@@ -5,6 +5,7 @@
 mod auth;
 mod defaults;
 mod discovery;
+mod ephemeral;
 mod handler;
 mod logs;
 mod media;

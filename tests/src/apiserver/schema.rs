@@ -653,6 +653,10 @@ fn definitions() -> BTreeMap<String, Value> {
                     "containerStatuses",
                     json!({"type": "array", "items": free(), "x-kubernetes-list-type": "atomic"}),
                 ),
+                (
+                    "ephemeralContainerStatuses",
+                    json!({"type": "array", "items": free(), "x-kubernetes-list-type": "atomic"}),
+                ),
                 ("hostIP", string()),
                 ("hostIPs", json!({"type": "array", "items": free()})),
                 ("message", string()),

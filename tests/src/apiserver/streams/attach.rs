@@ -45,7 +45,28 @@ pub(super) fn main_spec(pod: &Value, container: &str, dir: PathBuf) -> Spec {
     }
 }
 
-pub(super) fn main(state: &Arc<State>, key: &str, spec: Spec) -> Arc<Main> {
+/// The exit code in the process's final `metav1.Status`.
+fn exit_code(status: &[u8]) -> i64 {
+    let Ok(v) = serde_json::from_slice::<Value>(status) else {
+        return 1;
+    };
+    if v["status"] == "Success" {
+        return 0;
+    }
+    v.pointer("/details/causes/0/message")
+        .and_then(Value::as_str)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1)
+}
+
+/// `ephemeral` names an ephemeral container (namespace, pod, container): its end is
+/// reported in the pod's status, and it is not started again.
+pub(super) fn main(
+    state: &Arc<State>,
+    key: &str,
+    spec: Spec,
+    ephemeral: Option<(String, String, String)>,
+) -> Arc<Main> {
     let mut mains = state.streams.mains.lock();
     if let Some(m) = mains.get(key) {
         return m.clone();
@@ -64,8 +85,15 @@ pub(super) fn main(state: &Arc<State>, key: &str, spec: Spec) -> Arc<Main> {
     tokio::spawn(async move {
         while let Some(o) = out_rx.recv().await {
             let last = matches!(o, Out::Status(_));
+            if let Out::Status(st) = &o
+                && let Some((ns, pod, container)) = &ephemeral
+            {
+                // Before the attached clients hear of the exit, so they see it in the status.
+                crate::apiserver::ephemeral::exited(&state, ns, pod, container, exit_code(st));
+            }
             if last {
-                // The next attach starts the container's process again (a restart).
+                // The next attach starts the container's process again (a restart); an
+                // ephemeral container's Terminated status refuses that attach instead.
                 state.streams.mains.lock().remove(&key);
             }
             let _ = bcast.send(Arc::new(o));

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::ephemeral;
 use super::handler::{Ctx, Target};
 use super::status::{ApiError, ApiResult};
 use super::{Body, full};
@@ -209,6 +210,13 @@ pub(crate) fn serve(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
     let state = ctx.state.clone();
     let key = format!("{}/{}/{}", t.ns, name, container);
     let main_spec = attach::main_spec(&pod, &container, dir.clone());
+    let ephemeral_container = (sub == "attach" && ephemeral::is_ephemeral(&pod, &container))
+        .then(|| (t.ns.clone(), name.clone(), container.clone()));
+    if ephemeral_container.is_some() && ephemeral::terminated(&pod, &container) {
+        return Err(ApiError::bad_request(format!(
+            "container {container} in pod {name} has terminated; ephemeral containers are not restarted"
+        )));
+    }
     if sub == "exec" && command.is_empty() {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
     }
@@ -223,7 +231,7 @@ pub(crate) fn serve(ctx: &mut Ctx, t: &Target) -> ApiResult<Response<Body>> {
         // The session's endpoint: a fresh process (exec) or the pod's main one (attach).
         let start = move || -> (mpsc::Sender<In>, mpsc::Receiver<Out>) {
             if sub == "attach" {
-                let main = attach::main(&state, &key, main_spec);
+                let main = attach::main(&state, &key, main_spec, ephemeral_container);
                 main.attach()
             } else {
                 let (in_tx, in_rx) = mpsc::channel(64);
@@ -263,9 +271,19 @@ pub(crate) struct Flags {
     pub tty: bool,
 }
 
-/// The pod's first container's spec, for attach.
+/// The named container's spec (an ephemeral one too: `kubectl debug` attaches to it), or the
+/// pod's first container's when no name is given, for attach.
 pub(crate) fn container_spec<'a>(pod: &'a Value, name: &str) -> Option<&'a Value> {
     let cs = pod.pointer("/spec/containers")?.as_array()?;
+    if name.is_empty() {
+        return cs.first();
+    }
+    let ephemeral = pod
+        .pointer("/spec/ephemeralContainers")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     cs.iter()
-        .find(|c| name.is_empty() || c.get("name").and_then(Value::as_str) == Some(name))
+        .chain(ephemeral)
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
 }
