@@ -1,6 +1,10 @@
 //! `cargo xtask demo`: the ClickHouse engine (chdb stand-in), the real collector and the real
 //! gateway shipping to it in front of the test API server; real kubectl as the AI agent
-//! `agent-ops`; then the transcript, the exec replay and the bypass step, read from the collector.
+//! `agent-ops`; a bypass caught by the real eBPF node agent (root); then the transcript and the
+//! exec replay, read from the collector.
+mod bypass;
+mod webhook;
+
 use anyhow::Context;
 use gatehouse_tests::apiserver::{ADMIN_TOKEN, ApiServerOptions, GATEWAY_TOKEN, TestApiServer};
 use gatehouse_tests::clickhouse::TestClickHouse;
@@ -38,16 +42,32 @@ fn step(n: u32, what: &str) {
 
 pub fn run() -> anyhow::Result<()> {
     let tools = crate::tools::tools_bin()?;
-    step(1, "building the gateway, collector and CLI");
-    crate::tools::cargo_build(&[
+    // Decided before the build: the bypass step needs the agent built with its eBPF object.
+    let bypass = bypass::prepare();
+    let mut packages = vec![
         "-p",
         "gatehouse-gateway",
         "-p",
         "gatehouse-cli",
         "-p",
         "gatehouse-collector",
-        "--bins",
-    ])?;
+    ];
+    match &bypass {
+        Ok(ready) => {
+            step(
+                1,
+                "building the gateway, collector, CLI and node agent (with its eBPF programs)",
+            );
+            println!("bpf-linker: {}", ready.linker_dir.display());
+            packages.extend(["-p", "gatehouse-agent"]);
+        }
+        Err(_) => step(1, "building the gateway, collector and CLI"),
+    }
+    packages.push("--bins");
+    build(
+        &packages,
+        bypass.as_ref().ok().and_then(|r| r.path_env.as_ref()),
+    )?;
     let dir = crate::workspace_root().join("target/demo");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
@@ -56,10 +76,41 @@ pub fn run() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(demo(&dir, &tools))
+    rt.block_on(async {
+        // On ctrl-c the demo future is dropped, and with it everything it started: the agent,
+        // its cgroup and pinned maps, the gateway, collector and ClickHouse engine.
+        tokio::select! {
+            r = demo(&dir, &tools, bypass) => r,
+            _ = tokio::signal::ctrl_c() => {
+                println!("\ninterrupted: cleaning up");
+                Err(anyhow::anyhow!("interrupted"))
+            }
+        }
+    })
 }
 
-async fn demo(dir: &Path, tools: &Path) -> anyhow::Result<()> {
+/// `cargo build ARGS`, with PATH set when bpf-linker was installed just now.
+fn build(args: &[&str], path: Option<&std::ffi::OsString>) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return crate::tools::cargo_build(args);
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .arg("build")
+        .args(args)
+        .env("PATH", path)
+        .current_dir(crate::workspace_root())
+        .status()
+        .context("running cargo build")?;
+    anyhow::ensure!(status.success(), "cargo build {} failed", args.join(" "));
+    Ok(())
+}
+
+async fn demo(
+    dir: &Path,
+    tools: &Path,
+    bypass: Result<bypass::Ready, String>,
+) -> anyhow::Result<()> {
     // The test API server stands in for a cluster; point --kubeconfig at a real one instead.
     let mut opts = ApiServerOptions::default();
     opts.objects.push(serde_json::json!({
@@ -77,6 +128,14 @@ async fn demo(dir: &Path, tools: &Path) -> anyhow::Result<()> {
     );
     let ch = TestClickHouse::start(dir).await?;
     let pki = CollectorPki::write(dir)?;
+    // The node agent ships with its own ingest token.
+    let agent_token = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    let mut tokens = std::fs::read_to_string(&pki.token_file)?;
+    tokens.push_str(&format!("{} {agent_token}\n", bypass::INGEST_NAME));
+    std::fs::write(&pki.token_file, tokens)?;
+    // The collector routes stored bypass alerts to this local receiver (and prints nothing
+    // unless one arrives).
+    let mut receiver = webhook::Receiver::start().await?;
     let api = TestApiServer::start(opts).await?;
     let upstream_kubeconfig = dir.join("upstream.kubeconfig");
     api.write_kubeconfig(&upstream_kubeconfig, GATEWAY_TOKEN)?;
@@ -92,6 +151,7 @@ async fn demo(dir: &Path, tools: &Path) -> anyhow::Result<()> {
         format!("--oidc-ca-file={}", issuer_ca.display()),
         "--oidc-username-prefix=-".into(),
         "--reader-groups=auditors".into(),
+        format!("--alert-webhook-url={}", receiver.url),
     ]);
     let col = CollectorProc::start(dir, 0, &col_args).await?;
     println!("collector {}  ClickHouse {}", col.addr, ch.url);
@@ -181,28 +241,46 @@ async fn demo(dir: &Path, tools: &Path) -> anyhow::Result<()> {
     }
     step(
         5,
-        "a direct connection to the API server, around the gateway (bypass)",
+        "a direct connection to the API server, around the gateway (bypass), and the node agent's alert",
     );
     let direct = dir.join("direct.kubeconfig");
     std::fs::write(&direct, api.kubeconfig(ADMIN_TOKEN))?;
-    println!("$ kubectl get pods -n payments   (straight to the API server, not via the gateway)");
-    let out = Command::new(tools.join("kubectl"))
-        .args(["get", "pods", "-n", "payments", "-o", "name"])
-        .env("KUBECONFIG", &direct)
-        .env("HOME", &home)
-        .output()
-        .await?;
-    print!("{}", String::from_utf8_lossy(&out.stdout));
-    // Detecting it needs the eBPF agent, which needs root, BPF and a cgroup v2 hierarchy; the
-    // demo does not start the agent, so it says so instead of pretending.
-    println!(
-        "bypass alert skipped: the connection above is not recorded by the gateway, and detecting it needs the eBPF node agent, which the demo does not start (the agent needs root, CAP_BPF and cgroup v2; {}); agent/tests cover the real detection and collector/tests/alert_routing.rs the alert delivery",
-        if nix_is_root() {
-            "running as root, but the agent is not wired into the demo yet"
-        } else {
-            "not running as root"
+    let bypass_failed = match bypass {
+        Ok(ready) => {
+            let cx = bypass::Ctx {
+                dir,
+                kubectl: tools.join("kubectl"),
+                home: &home,
+                api: &api,
+                ch: &ch,
+                collector_addr: &col.addr,
+                collector_ca: &col_ca,
+                ingest_token: &agent_token,
+                webhook: &mut receiver,
+                direct_kubeconfig: &direct,
+            };
+            // Reported after the rest of the demo has run, so one failure does not hide it.
+            bypass::run(&ready, cx).await.err().inspect(|e| {
+                println!("bypass step FAILED: {e:#}");
+            })
         }
-    );
+        Err(why) => {
+            println!(
+                "$ kubectl get pods -n payments   (straight to the API server, not via the gateway)"
+            );
+            let out = Command::new(tools.join("kubectl"))
+                .args(["get", "pods", "-n", "payments", "-o", "name"])
+                .env("KUBECONFIG", &direct)
+                .env("HOME", &home)
+                .output()
+                .await?;
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            println!(
+                "bypass alert skipped: the connection above is not recorded by the gateway, and detecting it needs the eBPF node agent, which cannot run here: {why}; agent/tests cover the real detection and collector/tests/alert_routing.rs the alert delivery"
+            );
+            None
+        }
+    };
 
     step(6, "the transcript, read back from the collector");
     let gatehouse = gatehouse_tests::binaries::path("gatehouse")?;
@@ -294,17 +372,8 @@ async fn demo(dir: &Path, tools: &Path) -> anyhow::Result<()> {
     gw.stop().await?;
     drop(col);
     drop(ch);
-    Ok(())
-}
-
-/// Whether the demo runs as root (the agent's precondition).
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .map(|u| u.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
+    match bypass_failed {
+        Some(e) => Err(e.context("the bypass step failed (see above)")),
+        None => Ok(()),
+    }
 }
