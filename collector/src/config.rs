@@ -121,8 +121,8 @@ pub struct ServeArgs {
     /// Plain-HTTP operations listener (/healthz, /metrics).
     #[arg(long, env = "COLLECTOR_OPS_LISTEN", default_value = "0.0.0.0:9091")]
     pub ops_listen: SocketAddr,
-    /// PEM certificate chain served by the gRPC listener (TLS). Without it the listener is
-    /// plaintext h2c, for a mesh or a loopback sidecar only.
+    /// PEM certificate chain served by the gRPC listener (TLS). Required unless
+    /// --insecure-plaintext.
     #[arg(long, env = "COLLECTOR_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     #[arg(long, env = "COLLECTOR_TLS_KEY", requires = "tls_cert")]
@@ -130,6 +130,15 @@ pub struct ServeArgs {
     /// PEM CA bundle for client certificates (mTLS); requires --tls-cert.
     #[arg(long, env = "COLLECTOR_CLIENT_CA_FILE", requires = "tls_cert")]
     pub client_ca_file: Option<PathBuf>,
+    /// Serve gRPC as plaintext h2c, without --tls-cert: only behind a mesh that provides mTLS or
+    /// for a loopback sidecar. Recorded sessions and ingest tokens cross this listener, so
+    /// plaintext is never the silent result of a missing certificate.
+    #[arg(
+        long,
+        env = "COLLECTOR_INSECURE_PLAINTEXT",
+        conflicts_with_all = ["tls_cert", "tls_key", "client_ca_file"]
+    )]
+    pub insecure_plaintext: bool,
     /// Client-certificate identities (CN or DNS SAN) allowed to ingest: the gateways and agents.
     #[arg(long, env = "COLLECTOR_INGEST_CLIENTS", value_delimiter = ',')]
     pub ingest_clients: Vec<String>,
@@ -188,6 +197,11 @@ impl ServeArgs {
     /// Checks what can be checked without I/O.
     pub fn validate(&self) -> Result<(), crate::CollectorError> {
         let cfg = |m: &str| Err(crate::CollectorError::Config(m.to_string()));
+        if self.tls_cert.is_none() && !self.insecure_plaintext {
+            return cfg(
+                "the gRPC listener needs --tls-cert and --tls-key (or --insecure-plaintext behind a mesh that provides mTLS)",
+            );
+        }
         if self.ingest_token_file.is_none() && self.client_ca_file.is_none() {
             return cfg(
                 "ingest needs --ingest-token-file and/or --client-ca-file with --ingest-clients",

@@ -397,6 +397,13 @@ async fn bad_input_is_named_and_refused_rows_go_to_the_dead_letter_file() {
         "6"
     );
     let dead = std::fs::read_to_string(&col.dead_letter).unwrap();
+    // Dead letters are whole recorded events: owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&col.dead_letter)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "dead-letter file mode {mode:o}");
     let lines: Vec<serde_json::Value> = dead
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

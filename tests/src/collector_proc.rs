@@ -76,6 +76,16 @@ impl Drop for CollectorProc {
 impl CollectorProc {
     /// Starts `collector serve` on loopback port 0 (or `port`) with `args`; waits until it listens.
     pub async fn start(dir: &Path, port: u16, args: &[String]) -> anyhow::Result<Self> {
+        Self::start_logging(dir, port, args, "info").await
+    }
+
+    /// [`CollectorProc::start`] with `LOG=<filter>`; stdout is collected into `log` too.
+    pub async fn start_logging(
+        dir: &Path,
+        port: u16,
+        args: &[String],
+        filter: &str,
+    ) -> anyhow::Result<Self> {
         let bin = crate::binaries::path("collector")?;
         let dead_letter = dir.join("dead-letter.ndjson");
         let mut child = Command::new(bin)
@@ -85,15 +95,19 @@ impl CollectorProc {
             .arg(format!("--dead-letter-file={}", dead_letter.display()))
             .args(args)
             .env("LOG_FORMAT", "json")
-            .env("LOG", "info")
+            .env("LOG", filter)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .context("starting the collector binary")?;
         let stderr = child.stderr.take().context("collector stderr")?;
         let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        crate::gateway_proc::drain_into(
+            child.stdout.take().context("collector stdout")?,
+            log.clone(),
+        );
         let mut lines = BufReader::new(stderr).lines();
         let wait = async {
             while let Some(line) = lines.next_line().await? {

@@ -52,6 +52,16 @@ impl GatewayProc {
     /// Starts the gateway with `args` (upstream and auth flags) plus listeners on loopback
     /// port 0, TLS in `dir`, and the journal at `journal_dir`; waits until it listens.
     pub async fn start(dir: &Path, journal_dir: &Path, args: &[String]) -> anyhow::Result<Self> {
+        Self::start_logging(dir, journal_dir, args, "info").await
+    }
+
+    /// [`GatewayProc::start`] with `LOG=<filter>`; stdout is collected into `log` too.
+    pub async fn start_logging(
+        dir: &Path,
+        journal_dir: &Path,
+        args: &[String],
+        filter: &str,
+    ) -> anyhow::Result<Self> {
         let tls = write_tls(dir)?;
         let bin = crate::binaries::path("gateway")?;
         let mut cmd = Command::new(bin);
@@ -62,14 +72,15 @@ impl GatewayProc {
             .arg(format!("--journal-dir={}", journal_dir.display()))
             .args(args)
             .env("LOG_FORMAT", "json")
-            .env("LOG", "info")
+            .env("LOG", filter)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().context("starting the gateway binary")?;
         let stderr = child.stderr.take().context("gateway stderr")?;
         let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        drain_into(child.stdout.take().context("gateway stdout")?, log.clone());
         let mut lines = BufReader::new(stderr).lines();
         let wait_listen = async {
             while let Some(line) = lines.next_line().await? {
@@ -156,4 +167,17 @@ impl GatewayProc {
             .to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
+}
+
+/// Collects `out`'s lines into `log` in the background (stdout next to the stderr log).
+pub(crate) fn drain_into(
+    out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            log.lock().push(line);
+        }
+    });
 }

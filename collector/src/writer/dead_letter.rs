@@ -2,6 +2,7 @@
 //! the reason and the event (base64 protobuf), appended and synced before the batch is acked.
 use base64::Engine;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub struct DeadLetter {
@@ -16,10 +17,14 @@ impl DeadLetter {
         {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::OpenOptions::new()
+        // Dead letters hold whole recorded events (request bodies, Secrets): owner-only, also
+        // when the file was left wider by an older version or a hand-made copy.
+        let f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         Ok(Self {
             path: path.to_path_buf(),
         })
@@ -48,5 +53,32 @@ impl DeadLetter {
         let mut f = std::fs::OpenOptions::new().append(true).open(&self.path)?;
         f.write_all(&buf)?;
         f.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeadLetter;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_file_is_owner_only_when_created_and_when_found_wider() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("sub/dead-letter.ndjson");
+        let dl = DeadLetter::open(&fresh).unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        dl.write("test", &[bytes::Bytes::from_static(b"secret")])
+            .unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+
+        let old = dir.path().join("old.ndjson");
+        std::fs::write(&old, "").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        DeadLetter::open(&old).unwrap();
+        assert_eq!(mode(&old), 0o600);
     }
 }

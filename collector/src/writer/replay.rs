@@ -8,6 +8,7 @@ use crate::error::CollectorError;
 use crate::rows::{self, AlertRow, EventRow, Row};
 use base64::Engine;
 use std::io::{BufRead, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const CHUNK: usize = 1_000;
@@ -63,7 +64,16 @@ pub async fn replay(
             path: path.display().to_string(),
             source,
         };
-        let mut f = std::fs::File::create(&path).map_err(write_err)?;
+        // The refused events are recorded data like the dead letters: owner-only.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(write_err)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(write_err)?;
         for l in &refused {
             writeln!(f, "{l}").map_err(write_err)?;
         }
