@@ -254,6 +254,8 @@ impl Alerts {
             // The ServiceAccount as the API server names it: the key the gateway records its
             // callers by, so the collector can tell whether this identity used the gateway.
             service_account: pod.map(|p| p.identity()).unwrap_or_default(),
+            workload: pod.map(|p| p.workload.clone()).unwrap_or_default(),
+            host_network: pod.is_some_and(|p| p.host_network),
             container: pod
                 .and_then(|p| p.containers.get(&who.container_id).cloned())
                 .unwrap_or_default(),

@@ -28,7 +28,7 @@ fn ns(name: &str) -> serde_json::Value {
 }
 
 /// Creates a pod on `node` with one container and reports that container's runtime id, as
-/// kubelet would; returns (uid, container id).
+/// kubelet would; returns (uid, container id). `extra_meta` and `extra_spec` add fields.
 fn pod(
     api: &TestApiServer,
     namespace: &str,
@@ -36,6 +36,7 @@ fn pod(
     node: &str,
     labels: serde_json::Value,
     extra_meta: serde_json::Value,
+    extra_spec: serde_json::Value,
 ) -> (String, String) {
     let mut meta = json!({"name": name, "namespace": namespace, "labels": labels});
     if let Some(m) = extra_meta.as_object() {
@@ -43,12 +44,15 @@ fn pod(
             meta[k] = v.clone();
         }
     }
+    let mut spec = json!({"nodeName": node, "serviceAccountName": format!("{name}-sa"),
+        "containers": [{"name": "main", "image": "example/app:1"}]});
+    if let Some(m) = extra_spec.as_object() {
+        for (k, v) in m {
+            spec[k] = v.clone();
+        }
+    }
     let created = api
-        .create_object(json!({
-            "apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "spec": {"nodeName": node, "serviceAccountName": format!("{name}-sa"),
-                "containers": [{"name": "main", "image": "example/app:1"}]}
-        }))
+        .create_object(json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}))
         .unwrap();
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
     let cid = format!("{:0>64}", uid.replace('-', ""));
@@ -165,6 +169,7 @@ fn endpoints_pods_gateway_and_namespace_modes_come_from_the_api_server() {
         json!({"app": "api", "pod-template-hash": "7c9d8b5f6d"}),
         json!({"ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
             "name": "api-7c9d8b5f6d", "uid": "rs-uid", "controller": true}]}),
+        json!({}),
     );
     let gw = pod(
         &api,
@@ -173,14 +178,26 @@ fn endpoints_pods_gateway_and_namespace_modes_come_from_the_api_server() {
         NODE,
         json!({"app.kubernetes.io/name": "gatehouse", "app.kubernetes.io/component": "gateway"}),
         json!({}),
+        json!({}),
     );
-    let locked = pod(&api, "locked", "tool", NODE, json!({}), json!({}));
+    // A DaemonSet pod in the node's network namespace: the alert names both.
+    let locked = pod(
+        &api,
+        "locked",
+        "tool",
+        NODE,
+        json!({}),
+        json!({"ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "name": "tool", "uid": "ds-uid", "controller": true}]}),
+        json!({"hostNetwork": true}),
+    );
     // Another node's pod, with a cgroup here anyway: the field selector must keep it out.
     let elsewhere = pod(
         &api,
         "locked",
         "elsewhere",
         "other-node",
+        json!({}),
         json!({}),
         json!({}),
     );
@@ -254,6 +271,9 @@ fn endpoints_pods_gateway_and_namespace_modes_come_from_the_api_server() {
             "system:serviceaccount:payments:api-7c9d8b5f6d-2xk4p-sa"
         );
         assert!(!a.host_process);
+        // The ReplicaSet owner folded into its Deployment; an ordinary pod network.
+        assert_eq!(a.workload, "Deployment/api");
+        assert!(!a.host_network);
         let d = a.original_destination.as_ref().unwrap();
         assert_eq!(
             (d.ip.as_str(), d.port),
@@ -266,13 +286,19 @@ fn endpoints_pods_gateway_and_namespace_modes_come_from_the_api_server() {
         (b.pod_namespace.as_str(), b.pod_name.as_str()),
         ("locked", "tool")
     );
+    assert_eq!(
+        (b.workload.as_str(), b.host_network),
+        ("DaemonSet/tool", true)
+    );
     // Not this node's pod: its uid is in the cgroup path but the watch never showed it.
     let o = by_tgid(&alerts, other.tgid);
     assert_eq!(o.verdict, Verdict::Allowed as i32);
     assert_eq!(o.pod_uid, elsewhere.0);
     assert_eq!(o.pod_name, "");
+    assert_eq!((o.workload.as_str(), o.host_network), ("", false));
     let h = by_tgid(&alerts, host.tgid);
     assert!(h.host_process);
+    assert_eq!((h.workload.as_str(), h.host_network), ("", false));
     assert_eq!(h.matched_by, "node_ip");
     assert!(alerts.iter().all(|(_, a)| a.tgid != gw_c.tgid));
 

@@ -125,7 +125,10 @@ pub fn event_json(e: &Event) -> Value {
         ),
         Some(Payload::Alert(a)) => (
             "alert",
-            json!({ "node": a.node, "pod": a.pod_name, "namespace": a.pod_namespace, "comm": a.comm, "count": a.count }),
+            json!({
+                "node": a.node, "pod": a.pod_name, "namespace": a.pod_namespace, "comm": a.comm,
+                "count": a.count, "workload": a.workload, "host_network": a.host_network,
+            }),
         ),
         Some(Payload::StreamOpened(o)) => (
             "stream_opened",

@@ -59,6 +59,9 @@ pub struct AlertRow {
     pub pod_uid: String,
     pub container_id: String,
     pub service_account: String,
+    /// `Kind/name` of the pod's controller (migration 3).
+    pub workload: String,
+    pub host_network: u8,
     pub count: u64,
     #[serde(with = "raw_bytes")]
     pub payload: bytes::Bytes,
@@ -228,6 +231,8 @@ fn alert(event_id: uuid::Uuid, e: &Event, a: &BypassAlert, bytes: &bytes::Bytes)
         pod_uid: a.pod_uid.clone(),
         container_id: a.container_id.clone(),
         service_account: a.service_account.clone(),
+        workload: a.workload.clone(),
+        host_network: u8::from(a.host_network),
         count: a.count,
         payload: bytes.clone(),
     }

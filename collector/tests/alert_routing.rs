@@ -116,6 +116,8 @@ fn alert(id: &str, pod: &str) -> Bytes {
             verdict: Verdict::Allowed as i32,
             count: 1,
             matched_by: "service_vip".into(),
+            workload: "Deployment/web".into(),
+            host_network: true,
             ..Default::default()
         })),
         ..Default::default()
@@ -245,12 +247,14 @@ async fn alerts_reach_alertmanager_and_webhook_with_retry_dedup_and_rate_limit()
     assert_eq!(first["labels"]["node"], "node-a");
     assert_eq!(first["labels"]["matched_by"], "service_vip");
     assert_eq!(first["labels"]["destination"], "172.18.0.2:6443");
+    assert_eq!(first["labels"]["workload"], "Deployment/web");
+    assert_eq!(first["labels"]["host_network"], "true");
     assert_eq!(first["annotations"]["event_id"], a1.as_str());
     assert!(
         first["annotations"]["summary"]
             .as_str()
             .unwrap()
-            .contains("payments/web-1 container app"),
+            .contains("payments/web-1 container app of Deployment/web (host network) on node"),
         "{first}"
     );
     assert_eq!(
@@ -274,6 +278,8 @@ async fn alerts_reach_alertmanager_and_webhook_with_retry_dedup_and_rate_limit()
         "curl -k https://10.96.0.1/api"
     );
     assert_eq!(got[0].body["alert"]["pid"], 4242);
+    assert_eq!(got[0].body["alert"]["workload"], "Deployment/web");
+    assert_eq!(got[0].body["alert"]["host_network"], true);
     let fps: std::collections::HashSet<&str> = got
         .iter()
         .map(|r| r.body["fingerprint"].as_str().unwrap())
@@ -300,6 +306,13 @@ async fn alerts_reach_alertmanager_and_webhook_with_retry_dedup_and_rate_limit()
         )
         .await,
         "6"
+    );
+    // Stored with the alert, for the Grafana panels and SQL.
+    assert_eq!(
+        ch.query_text("SELECT DISTINCT workload, host_network FROM alerts")
+            .await
+            .unwrap(),
+        "Deployment/web\t1\n"
     );
 }
 

@@ -1,5 +1,5 @@
 //! Schema migrations against the real ClickHouse engine: the second run is a no-op, through the
-//! library and through `collector migrate`.
+//! library and through `collector migrate`; a migration whose record was lost runs again cleanly.
 #![allow(clippy::unwrap_used)]
 use gatehouse_collector::config::{ClickHouseArgs, Compression, SchemaArgs};
 use gatehouse_tests::clickhouse::TestClickHouse;
@@ -30,7 +30,8 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
     let first = gatehouse_collector::schema::migrate(&args, &schema)
         .await
         .unwrap();
-    assert_eq!(first.applied, vec![1, 2]);
+    assert_eq!(first.applied, vec![1, 2, 3]);
+    assert_eq!(first.version, 3);
     assert!(first.ttl_changed.is_empty(), "{first:?}");
     let tables =
         "SELECT name, engine FROM system.tables WHERE database = currentDatabase() ORDER BY name";
@@ -81,7 +82,36 @@ async fn migrations_apply_once_and_rerun_as_a_no_op() {
             .await
             .unwrap()
             .trim(),
-        "2"
+        "3"
+    );
+
+    // Migration 3 gave the alerts table the agent's workload and hostNetwork, next to the
+    // ServiceAccount.
+    let columns = "SELECT name, type FROM system.columns WHERE database = currentDatabase() \
+                   AND table = 'alerts' ORDER BY position";
+    let alert_columns = ch.query_text(columns).await.unwrap();
+    assert!(
+        alert_columns.contains(
+            "service_account\tLowCardinality(String)\nworkload\tLowCardinality(String)\nhost_network\tUInt8\n"
+        ),
+        "{alert_columns}"
+    );
+    // As if a run died after the ALTER but before recording it: the next run applies version 3
+    // again, and the ALTER is a no-op on the columns already there.
+    ch.query_text("DELETE FROM schema_migrations WHERE version = 3")
+        .await
+        .unwrap();
+    let rerun = gatehouse_collector::schema::migrate(&args, &schema)
+        .await
+        .unwrap();
+    assert_eq!(rerun.applied, vec![3], "{rerun:?}");
+    assert_eq!(ch.query_text(columns).await.unwrap(), alert_columns);
+    assert_eq!(
+        ch.query_text("SELECT count() FROM schema_migrations WHERE version = 3")
+            .await
+            .unwrap()
+            .trim(),
+        "1"
     );
 
     // Changed retention reaches the existing tables, once; recordings outlive frame data.

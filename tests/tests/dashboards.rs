@@ -240,7 +240,7 @@ async fn seed(ch: &TestClickHouse) {
             "(toUUID('00000000-0000-7000-9000-{id:012}'), toDateTime64(now64(9) - INTERVAL {mins} MINUTE, 9), \
              'agent-{node}', '{node}', '{ns}', '{pod}', 'app', 1234, 1234, 0, '{comm}', 42, \
              '10.96.0.1:443', '10.96.0.1:443', '{action}', ['{matched}'], '{matched}', {host}, \
-             '/usr/bin/{comm}', '{comm} https://10.96.0.1', '', '', '', {count}, '')",
+             '/usr/bin/{comm}', '{comm} https://10.96.0.1', '', '', '', '', 0, {count}, '')",
             host = u8::from(pod.is_empty())
         )
     };

@@ -30,10 +30,17 @@ impl Notice {
         } else {
             fired
         };
-        let workload = if a.host_process != 0 {
+        let who = if a.host_process != 0 {
             format!("host process {} ({})", a.comm, a.exe)
         } else {
-            format!("{}/{} container {}", a.namespace, a.pod, a.container)
+            let mut who = format!("{}/{} container {}", a.namespace, a.pod, a.container);
+            if !a.workload.is_empty() {
+                who.push_str(&format!(" of {}", a.workload));
+            }
+            if a.host_network != 0 {
+                who.push_str(" (host network)");
+            }
+            who
         };
         let mut labels = BTreeMap::new();
         labels.insert("alertname", ALERT_NAME.to_string());
@@ -50,6 +57,12 @@ impl Notice {
         labels.insert("namespace", a.namespace.clone());
         labels.insert("pod", a.pod.clone());
         labels.insert("container", a.container.clone());
+        // The controller, so a receiver can route by workload rather than by pod name (which a
+        // Deployment's pods each have their own of).
+        labels.insert("workload", a.workload.clone());
+        if a.host_network != 0 {
+            labels.insert("host_network", "true".to_string());
+        }
         labels.insert("destination", a.final_destination.clone());
         labels.insert("matched_by", a.matched_by.clone());
         labels.insert("action", a.action.to_string());
@@ -62,7 +75,7 @@ impl Notice {
         annotations.insert(
             "summary",
             format!(
-                "{workload} on node {} connected to the API server at {} without the gateway ({})",
+                "{who} on node {} connected to the API server at {} without the gateway ({})",
                 a.node, a.final_destination, a.action
             ),
         );
@@ -104,6 +117,8 @@ impl Notice {
             "pod_uid": a.pod_uid,
             "container_id": a.container_id,
             "service_account": a.service_account,
+            "workload": a.workload,
+            "host_network": a.host_network != 0,
             "pid": a.pid,
             "tgid": a.tgid,
             "uid": a.uid,
@@ -148,4 +163,66 @@ fn fingerprint(labels: &BTreeMap<&'static str, String>) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::rows::{Row, convert};
+    use gatehouse_proto::v1::{BypassAlert, Event, event::Payload};
+    use prost::Message as _;
+
+    fn row(alert: BypassAlert) -> AlertRow {
+        let e = Event {
+            event_id: "0190b7a0-0000-7000-8000-000000000001".into(),
+            time_unix_nano: 1_700_000_000_000_000_000,
+            payload: Some(Payload::Alert(alert)),
+            ..Default::default()
+        };
+        match convert(0, &e.encode_to_vec().into()).unwrap() {
+            Row::Alert(a) => a,
+            Row::Event(e) => panic!("an alert became an event row: {e:?}"),
+        }
+    }
+
+    #[test]
+    fn workload_and_host_network_reach_labels_summary_and_detail() {
+        let a = row(BypassAlert {
+            node: "node-a".into(),
+            pod_namespace: "payments".into(),
+            pod_name: "api-7c9d8b5f6d-2xk4p".into(),
+            container: "main".into(),
+            workload: "Deployment/api".into(),
+            host_network: true,
+            ..Default::default()
+        });
+        assert_eq!((a.workload.as_str(), a.host_network), ("Deployment/api", 1));
+        let n = Notice::new(&a, None, Duration::from_secs(60));
+        assert_eq!(n.labels["workload"], "Deployment/api");
+        assert_eq!(n.labels["host_network"], "true");
+        assert!(
+            n.annotations["summary"]
+                .starts_with("payments/api-7c9d8b5f6d-2xk4p container main of Deployment/api (host network) on node node-a"),
+            "{:?}",
+            n.annotations
+        );
+        assert_eq!(n.detail["workload"], "Deployment/api");
+        assert_eq!(n.detail["host_network"], true);
+
+        // A bare pod on the pod network: no empty workload label, no host_network label, and
+        // a different incident from the Deployment's.
+        let bare = row(BypassAlert {
+            node: "node-a".into(),
+            pod_namespace: "payments".into(),
+            pod_name: "api-7c9d8b5f6d-2xk4p".into(),
+            container: "main".into(),
+            ..Default::default()
+        });
+        let m = Notice::new(&bare, None, Duration::from_secs(60));
+        assert!(!m.labels.contains_key("workload"), "{:?}", m.labels);
+        assert!(!m.labels.contains_key("host_network"), "{:?}", m.labels);
+        assert_eq!(m.detail["host_network"], false);
+        assert_ne!(m.fingerprint, n.fingerprint);
+    }
 }

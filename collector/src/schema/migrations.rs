@@ -181,4 +181,13 @@ WHERE kind IN ('request', 'denied', 'response')
 GROUP BY hour, actor, namespace, verb, resource",
         ],
     },
+    Migration {
+        version: 3,
+        name: "alerts: workload and host network",
+        // Columns added in place: rows stored before read the defaults ('' and 0), which is
+        // what an agent without these fields meant. `IF NOT EXISTS` makes a rerun a no-op.
+        statements: &[r"ALTER TABLE {db}.alerts {on_cluster}
+    ADD COLUMN IF NOT EXISTS workload LowCardinality(String) CODEC(ZSTD(1)) AFTER service_account,
+    ADD COLUMN IF NOT EXISTS host_network UInt8 AFTER workload"],
+    },
 ];

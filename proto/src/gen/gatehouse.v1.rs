@@ -284,6 +284,14 @@ pub struct BypassAlert {
     /// Identity keys for correlation with gateway traffic (the collector joins on them).
     #[prost(string, tag = "25")]
     pub service_account: ::prost::alloc::string::String,
+    /// The pod's controller as `Kind/name`, a ReplicaSet folded into its Deployment
+    /// ("Deployment/api", "DaemonSet/node-exporter"); empty for bare pods and host processes.
+    #[prost(string, tag = "26")]
+    pub workload: ::prost::alloc::string::String,
+    /// The pod runs in the node's network namespace (`spec.hostNetwork`), so its connects come
+    /// from the node's addresses and a NetworkPolicy on the pod does not apply.
+    #[prost(bool, tag = "27")]
+    pub host_network: bool,
 }
 /// An interactive stream (exec, attach, port-forward) began after the API server switched
 /// protocols. Follows the exchange's RequestStarted; frames and the end follow it.
