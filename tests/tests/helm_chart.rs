@@ -18,7 +18,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde_json::Value;
 
 /// The values files rendered by the tests (`charts/gatehouse/ci/<name>-values.yaml`).
@@ -238,6 +238,8 @@ fn check_object(o: &Value) -> Vec<String> {
         ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
             roundtrip::<ClusterRoleBinding>(&o)
         }
+        ("rbac.authorization.k8s.io/v1", "Role") => roundtrip::<Role>(&o),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => roundtrip::<RoleBinding>(&o),
         // cert-manager's CRD is not in k8s-openapi: check the fields cert-manager requires.
         ("cert-manager.io/v1", "Certificate") => {
             return require(
@@ -558,30 +560,65 @@ fn agent_daemonset_has_exactly_the_documented_privileges() {
     let res = c.resources.clone().unwrap();
     assert!(res.requests.is_some() && res.limits.is_some());
 
-    // Without RBAC it gets no token; with it (enforce values) it reads and never writes.
-    assert!(
-        objs.iter()
-            .all(|o| !(kind(o).1 == "ClusterRole" && name(o).ends_with("-agent")))
-    );
-    let sa = objs
-        .iter()
-        .find(|o| kind(o).1 == "ServiceAccount" && name(o).ends_with("-agent"))
-        .unwrap();
-    assert_eq!(sa["automountServiceAccountToken"], false);
-    let objs = objects(&render("enforce"));
-    let role: ClusterRole = serde_json::from_value(
-        objs.iter()
-            .find(|o| kind(o).1 == "ClusterRole" && name(o).ends_with("-agent"))
-            .unwrap()
-            .clone(),
-    )
-    .unwrap();
-    for r in role.rules.unwrap() {
-        assert_eq!(r.verbs, ["get", "list", "watch"]);
-        for res in r.resources.unwrap() {
-            assert!(["pods", "services", "nodes", "endpointslices"].contains(&res.as_str()));
+    // The watches read exactly what the agent lists: pods (its node's) and control-plane nodes
+    // cluster-wide, the `kubernetes` Service and its EndpointSlices only in `default`; never a
+    // write.
+    // (kind, namespace or "*", resource) of every rule of the agent's roles.
+    let agent_rbac = |objs: &[Value]| -> Vec<String> {
+        let mut out = Vec::new();
+        for o in objs
+            .iter()
+            .filter(|o| matches!(kind(o).1, "ClusterRole" | "Role") && name(o).ends_with("-agent"))
+        {
+            for r in o["rules"].as_array().unwrap() {
+                assert_eq!(
+                    r["verbs"],
+                    serde_json::json!(["get", "list", "watch"]),
+                    "{o}"
+                );
+                for res in r["resources"].as_array().unwrap() {
+                    let ns = o["metadata"]["namespace"].as_str().unwrap_or("*");
+                    out.push(format!("{} {ns} {}", kind(o).1, res.as_str().unwrap()));
+                }
+            }
         }
-    }
+        out.sort();
+        out
+    };
+    assert_eq!(
+        agent_rbac(&objs),
+        [
+            "ClusterRole * nodes",
+            "ClusterRole * pods",
+            "Role default endpointslices",
+            "Role default services",
+        ]
+    );
+    let sa_automount = |objs: &[Value]| {
+        objs.iter()
+            .find(|o| kind(o).1 == "ServiceAccount" && name(o).ends_with("-agent"))
+            .unwrap()["automountServiceAccountToken"]
+            .clone()
+    };
+    assert_eq!(sa_automount(&objs), true);
+    let env = &pod.containers[0].env.clone().unwrap();
+    assert!(env.iter().all(|e| e.name != "AGENT_NO_KUBE"));
+
+    // Without the watches: no roles, no token, and the agent told so.
+    let r = template(&["--set", "agent.kube.enabled=false"]);
+    assert!(r.ok, "{}", r.stderr);
+    let objs = objects(&r.stdout);
+    assert!(agent_rbac(&objs).is_empty());
+    assert_eq!(sa_automount(&objs), false);
+    let ds = objs.iter().find(|o| kind(o).1 == "DaemonSet").unwrap();
+    let env = ds["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "AGENT_NO_KUBE" && e["value"] == "true")
+    );
+    assert!(env.iter().all(|e| e["name"] != "AGENT_GATEWAY_SELECTOR"));
 }
 
 #[test]
@@ -641,6 +678,67 @@ fn scenario_specifics_render() {
     );
     let svc = find(&e, "Service", "-gateway");
     assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    // Alert routing: the receivers and limits as the collector's flags, the webhook token
+    // mounted from its Secret (never an env value).
+    let col = find(&e, "Deployment", "-collector");
+    let pod = &col["spec"]["template"]["spec"];
+    let env: BTreeMap<&str, &str> = pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+        .collect();
+    for (k, v) in [
+        (
+            "COLLECTOR_ALERTMANAGER_URL",
+            "http://alertmanager-operated.monitoring.svc:9093",
+        ),
+        (
+            "COLLECTOR_ALERT_WEBHOOK_URL",
+            "https://hooks.example.com/gatehouse",
+        ),
+        (
+            "COLLECTOR_ALERT_WEBHOOK_TOKEN_FILE",
+            "/etc/gatehouse/alert-webhook/token",
+        ),
+        ("COLLECTOR_ALERT_DEDUP_WINDOW", "30m"),
+        ("COLLECTOR_ALERT_RATE_LIMIT", "20"),
+        ("COLLECTOR_ALERT_RETRIES", "8"),
+        ("COLLECTOR_ALERT_RETRY_BACKOFF", "2s"),
+    ] {
+        assert_eq!(env.get(k).copied(), Some(v), "{k} in {env:?}");
+    }
+    let hook = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "alert-webhook")
+        .unwrap();
+    assert_eq!(hook["secret"]["secretName"], "gatehouse-alert-webhook");
+    assert_eq!(
+        hook["secret"]["items"],
+        serde_json::json!([{"key": "token", "path": "token"}])
+    );
+    assert!(
+        pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "alert-webhook"
+                && m["mountPath"] == "/etc/gatehouse/alert-webhook")
+    );
+    // No receiver (the default): no routing flags at all.
+    let dcol = find(&d, "Deployment", "-collector");
+    assert!(
+        dcol["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| {
+                let n = e["name"].as_str().unwrap();
+                !n.starts_with("COLLECTOR_ALERT_") && n != "COLLECTOR_ALERTMANAGER_URL"
+            })
+    );
     let cert = find(&e, "Certificate", "-gateway");
     let tls_volume = sts["spec"]["template"]["spec"]["volumes"]
         .as_array()
@@ -665,6 +763,35 @@ fn scenario_specifics_render() {
         env.iter()
             .any(|e| e["name"] == "AGENT_DEFAULT_MODE" && e["value"] == "enforce")
     );
+    let agent_env = |n: &str| {
+        env.iter()
+            .find(|e| e["name"] == n)
+            .unwrap_or_else(|| panic!("no {n}"))["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(agent_env("AGENT_NAMESPACE_MODES"), "apps=enforce,ci=audit");
+    assert_eq!(agent_env("AGENT_CONTROL_PLANE_PORT"), "8443");
+    // The default gateway selector picks this release's gateway pods, and nothing else.
+    let selector: serde_json::Map<String, Value> = agent_env("AGENT_GATEWAY_SELECTOR")
+        .split(',')
+        .map(|t| {
+            let (k, v) = t.split_once('=').unwrap();
+            (k.to_string(), Value::from(v))
+        })
+        .collect();
+    let selected: Vec<String> = pod_templates(&n)
+        .into_iter()
+        .filter(|(_, _, t)| {
+            labels_match(
+                &Value::Object(selector.clone()),
+                &t.metadata.clone().unwrap().labels.unwrap_or_default(),
+            )
+        })
+        .map(|(k, name, _)| format!("{k}/{name}"))
+        .collect();
+    assert_eq!(selected, ["Deployment/gatehouse-gateway"], "{selector:?}");
     let deny: Vec<&Value> = n
         .iter()
         .filter(|o| kind(o).1 == "NetworkPolicy" && !o["metadata"]["namespace"].is_null())
@@ -747,6 +874,66 @@ fn bad_values_fail_with_a_clear_message() {
             "at '/agent/exemptCgroups/0'",
         ),
         (
+            &["--set", "agent.namespaceModes.payments=block"],
+            "at '/agent/namespaceModes/payments': value must be one of 'audit', 'enforce'",
+        ),
+        (
+            &["--set", "agent.namespaceModes.Payments_1=audit"],
+            "invalid propertyName 'Payments_1'",
+        ),
+        (
+            &["--set", "agent.gatewaySelector=app!=gateway"],
+            "at '/agent/gatewaySelector'",
+        ),
+        (
+            &["--set", "agent.kube.apiUrl=http://10.0.0.1:6443"],
+            "at '/agent/kube/apiUrl'",
+        ),
+        (
+            &["--set", "agent.kube.controlPlanePort=70000"],
+            "at '/agent/kube/controlPlanePort': maximum",
+        ),
+        (
+            &[
+                "--set",
+                "collector.alerts.alertmanagerUrl=alertmanager:9093",
+            ],
+            "at '/collector/alerts/alertmanagerUrl'",
+        ),
+        (
+            &[
+                "--set",
+                "collector.alerts.webhook.url=ftp://hooks.example.com",
+            ],
+            "at '/collector/alerts/webhook/url'",
+        ),
+        (
+            &[
+                "--set",
+                "collector.alerts.webhook.tokenSecretName=hook-token",
+            ],
+            "at '/collector/alerts/webhook/url': minLength",
+        ),
+        (
+            &[
+                "--set",
+                "collector.alerts.webhook.tokenSecretName=Hook_Token",
+            ],
+            "at '/collector/alerts/webhook/tokenSecretName'",
+        ),
+        (
+            &["--set", "collector.alerts.dedupWindow=ten minutes"],
+            "at '/collector/alerts/dedupWindow'",
+        ),
+        (
+            &["--set", "collector.alerts.rateLimit=0"],
+            "at '/collector/alerts/rateLimit': minimum",
+        ),
+        (
+            &["--set", "collector.alerts.retries=-1"],
+            "at '/collector/alerts/retries': minimum",
+        ),
+        (
             &["--set", "clickhouse.enabled=true"],
             "at '/clickhouse/password'",
         ),
@@ -797,6 +984,15 @@ fn bad_values_fail_with_a_clear_message() {
         (
             &["--set", "collector.clickhouse.url="],
             "the collector needs ClickHouse",
+        ),
+        (
+            &[
+                "--set",
+                "agent.kube.enabled=false",
+                "--set",
+                "agent.namespaceModes.apps=enforce",
+            ],
+            "agent.namespaceModes and agent.gatewaySelector apply to the pods the agent watches: they need agent.kube.enabled=true",
         ),
     ];
     for (args, want) in cases {
