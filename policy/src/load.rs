@@ -24,22 +24,7 @@ pub enum LoadError {
 
 /// Parses a policy document; `origin` names it in errors (usually the file path).
 pub fn parse(text: &str, origin: &str) -> Result<Policy, LoadError> {
-    let policy = parse_model(text, origin)?;
-    // TTY stdin line rules are part of the model but the gateway does not enforce them yet:
-    // refuse them rather than let a rule look active when it is not.
-    if let Some(i) = policy
-        .rules
-        .iter()
-        .position(|r| !r.matches.stdin.is_empty())
-    {
-        return Err(LoadError::InvalidNoLocation {
-            origin: origin.to_string(),
-            message: format!(
-                "rules[{i}].match.stdin: TTY stdin line rules are not enforced by this gateway yet; remove the rule"
-            ),
-        });
-    }
-    Ok(policy)
+    parse_model(text, origin)
 }
 
 fn parse_model(text: &str, origin: &str) -> Result<Policy, LoadError> {

@@ -100,6 +100,7 @@ rules:
       exec: {containers: [app], argv: ["rm -rf *"]}
       time: [{days: [mon, tue, wed, thu, fri, sat, sun], start: "09:00", end: "24:00"}]
       labels: {app: web}
+      stdin: ["rm -rf *", "/shutdown( .*)?/"]
     action: require_approval
     message: hold it
     record_payload: false

@@ -171,6 +171,7 @@ impl Proxy {
         // anything goes upstream.
         let mut record_payload = true;
         let mut mask_spec = None;
+        let mut stream_settings = crate::streams::StreamSettings::default();
         if let Some(policy) = &self.policy {
             let mut req =
                 crate::policy::request_of(&kube, &identity, &client.source_ip, prefix.captured());
@@ -201,7 +202,15 @@ impl Proxy {
             }
             record_payload = decision.record_payload;
             mask_spec = decision.mask;
+            // A terminal session some stdin rule could refuse a line of: watch its lines.
+            if upgrade.as_ref().is_some_and(|u| u.tty_stdin()) && current.watches_stdin(&req) {
+                stream_settings.stdin_rules = Some(Arc::new(crate::streams::stdin::StdinRules {
+                    policy: policy.clone(),
+                    request: req,
+                }));
+            }
         }
+        stream_settings.mask = mask_spec.clone();
         let mask_plan = crate::transcript::mask::MaskPlan::new(&kube, mask_spec);
 
         // 3. Decide who to impersonate; refuse caller-sent impersonation unless allowed.
@@ -335,7 +344,7 @@ impl Proxy {
         if let Some(u) = upgrade
             && rparts.status == StatusCode::SWITCHING_PROTOCOLS
         {
-            return u.relay(rparts, finish, crate::streams::StreamSettings::default());
+            return u.relay(rparts, finish, stream_settings);
         }
         let mut rbody = rbody.map_err(BoxError::from).boxed();
         if mask_plan.active() {

@@ -103,9 +103,14 @@ pub struct Shared {
 impl Shared {
     /// The SPDY stream carrying the remote command's status, once the client opened it.
     pub fn error_stream(&self) -> Option<u32> {
+        self.stream_of(StreamChannel::Error)
+    }
+
+    /// The SPDY stream of a remote command channel, once the client opened it.
+    pub fn stream_of(&self, channel: StreamChannel) -> Option<u32> {
         self.spdy_streams
             .iter()
-            .find(|(_, s)| s.channel == StreamChannel::Error)
+            .find(|(_, s)| s.channel == channel)
             .map(|(id, _)| *id)
     }
 }
@@ -153,11 +158,27 @@ impl Demux {
     }
 
     pub fn feed(&mut self, buf: &[u8]) -> Result<Fed, DemuxError> {
+        self.feed_up_to(buf, usize::MAX)
+    }
+
+    /// Like [`Demux::feed`], for at most one frame of the connection (`used` is 0 when no
+    /// whole frame is there): callers that may rewrite a frame see exactly its bytes.
+    pub fn feed_one(&mut self, buf: &[u8]) -> Result<Fed, DemuxError> {
+        self.feed_up_to(buf, 1)
+    }
+
+    fn feed_up_to(&mut self, buf: &[u8], limit: usize) -> Result<Fed, DemuxError> {
         let mut fed = Fed::default();
+        let mut frames = 0usize;
+        let mut more = || {
+            frames += 1;
+            frames <= limit
+        };
         match self.transport.clone() {
             Transport::Spdy { .. } => {
-                while let Some((frame, n)) =
-                    spdy::decode(&buf[fed.used..], &mut self.inflater, self.max_frame)?
+                while more()
+                    && let Some((frame, n)) =
+                        spdy::decode(&buf[fed.used..], &mut self.inflater, self.max_frame)?
                 {
                     let at = fed.used;
                     fed.used += n;
@@ -167,8 +188,9 @@ impl Demux {
                 }
             }
             Transport::WebSocket { base64, .. } => {
-                while let Some((frame, n)) =
-                    ws::decode(&buf[fed.used..], self.sender(), self.max_frame)?
+                while more()
+                    && let Some((frame, n)) =
+                        ws::decode(&buf[fed.used..], self.sender(), self.max_frame)?
                 {
                     fed.used += n;
                     if let Some(msg) = self.assembler.push(frame)? {
@@ -177,8 +199,9 @@ impl Demux {
                 }
             }
             Transport::SpdyOverWebSocket => {
-                while let Some((frame, n)) =
-                    ws::decode(&buf[fed.used..], self.sender(), self.max_frame)?
+                while more()
+                    && let Some((frame, n)) =
+                        ws::decode(&buf[fed.used..], self.sender(), self.max_frame)?
                 {
                     fed.used += n;
                     match self.assembler.push(frame)? {

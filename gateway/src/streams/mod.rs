@@ -2,9 +2,13 @@
 //! the gateway relays both directions frame by frame and records every channel's bytes.
 pub mod channel;
 pub mod demux;
+pub mod inspect;
+pub mod outmask;
 pub mod record;
 pub mod relay;
+pub mod rewrite;
 pub mod spdy;
+pub mod stdin;
 pub mod ws;
 
 use crate::body::{BoxBody, empty};
@@ -30,6 +34,10 @@ pub struct StreamSettings {
     pub grace: Duration,
     /// Record port-forward payloads (off by default: only sizes and timing are kept).
     pub capture_port_payload: bool,
+    /// The policy's stdin line rules that apply to this stream (TTY exec/attach only).
+    pub stdin_rules: Option<Arc<stdin::StdinRules>>,
+    /// The deciding `mask` rule's spec: its detectors run over the command's output.
+    pub mask: Option<Arc<gatehouse_policy::MaskSpec>>,
 }
 
 impl Default for StreamSettings {
@@ -40,6 +48,8 @@ impl Default for StreamSettings {
             max_frame: 16 << 20,
             grace: Duration::from_secs(10),
             capture_port_payload: false,
+            stdin_rules: None,
+            mask: None,
         }
     }
 }
@@ -63,6 +73,11 @@ impl Pending {
             target,
             upgrade,
         })
+    }
+
+    /// Whether the stream is an interactive terminal with stdin (what stdin line rules watch).
+    pub fn tty_stdin(&self) -> bool {
+        self.target.tty && self.target.stdin
     }
 
     /// Puts back the upgrade headers that hop-by-hop stripping removed.

@@ -99,6 +99,25 @@ impl StreamRecorder {
         Ok(())
     }
 
+    /// Records a line typed on stdin that a policy rule refused (it never reached the
+    /// container), as a refusal in the stream's session naming the rule.
+    pub async fn refused_line(
+        &self,
+        line: &str,
+        rule: &str,
+        message: &str,
+    ) -> Result<(), RecordError> {
+        let e = self.event(Payload::Denied(pb::AuthDenied {
+            status_code: 403,
+            reason: "Forbidden".into(),
+            message: format!("stdin line refused by policy rule {rule:?}: {message}"),
+            request: None,
+            command: line.to_string(),
+        }));
+        self.recorder.follow(&self.session_id, e, false).await?;
+        Ok(())
+    }
+
     /// Records pieces, merging neighbours of the same channel read together.
     pub async fn pieces(&self, pieces: Vec<Piece>) -> Result<(), RecordError> {
         if pieces.is_empty() {

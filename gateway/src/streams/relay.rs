@@ -3,6 +3,7 @@
 //! The gateway sends its own keepalive pings and sets no read deadline on a quiet stream.
 use super::channel::{self, Kind, Target};
 use super::demux::{Demux, DemuxError, Shared, Transport};
+use super::inspect::{Inspected, Inspector};
 use super::record::StreamRecorder;
 use super::{StreamSettings, spdy, ws};
 use bytes::{Buf, BytesMut};
@@ -28,6 +29,8 @@ enum End {
     Io(std::io::Error),
     Bad(DemuxError),
     Record(String),
+    /// A policy check ended the stream (a refused line that could not be cancelled in place).
+    Policy(String),
 }
 
 /// How the stream ended: `aborted` unless it closed the protocol's way.
@@ -105,7 +108,7 @@ impl Side {
     }
 }
 
-fn mask() -> [u8; 4] {
+pub(super) fn mask() -> [u8; 4] {
     let id = uuid::Uuid::new_v4();
     let b = id.as_bytes();
     [b[0], b[1], b[2], b[3]]
@@ -140,10 +143,23 @@ pub async fn run(
             shared.clone(),
         )
     };
+    // Port-forward carries no remote command channels: nothing there to inspect.
+    let command = target.kind != Kind::PortForward;
     let mut to_container = Box::pin(pump(
         client_r,
-        up_w.clone(),
+        Ends {
+            to: up_w.clone(),
+            back: client_w.clone(),
+        },
         demux(StreamDirection::ToContainer),
+        Inspector::to_container(
+            &transport,
+            &shared,
+            settings
+                .stdin_rules
+                .clone()
+                .filter(|_| command && target.tty),
+        ),
         rec.clone(),
         side.clone(),
         false,
@@ -151,8 +167,16 @@ pub async fn run(
     ));
     let mut from_container = Box::pin(pump(
         up_r,
-        client_w.clone(),
+        Ends {
+            to: client_w.clone(),
+            back: up_w.clone(),
+        },
         demux(StreamDirection::FromContainer),
+        Inspector::from_container(
+            &transport,
+            &shared,
+            settings.mask.clone().filter(|_| command),
+        ),
         rec.clone(),
         side.clone(),
         true,
@@ -177,6 +201,7 @@ pub async fn run(
             "gatehouse: closed the {} stream because it could not be recorded: {e}",
             target.kind.as_str()
         )),
+        End::Policy(m) => Some(m.clone()),
         _ => None,
     };
     if let Some(message) = failure {
@@ -237,7 +262,7 @@ pub async fn run(
             error.get_or_insert_with(|| format!("bad input after close: {e}"));
             true
         }
-        Ok(End::Record(e)) => {
+        Ok(End::Record(e)) | Ok(End::Policy(e)) => {
             error.get_or_insert(e);
             true
         }
@@ -257,15 +282,24 @@ pub async fn run(
     }
 }
 
+/// Where one direction writes: onwards, and back to its sender (a notice to the caller).
+struct Ends {
+    to: Writer,
+    back: Writer,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     mut from: ReadHalf<Box<dyn Io>>,
-    to: Writer,
+    ends: Ends,
     mut demux: Demux,
+    mut inspector: Option<Inspector>,
     rec: Arc<StreamRecorder>,
     side: Arc<Side>,
     to_client: bool,
     keepalive: std::time::Duration,
 ) -> End {
+    let to = ends.to;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     let mut pings = 0u32;
@@ -276,6 +310,13 @@ async fn pump(
         }
         tokio::select! {
             read = from.read_buf(&mut buf) => {
+                let eof = matches!(read, Ok(0));
+                if eof && let Some(i) = inspector.as_mut() {
+                    // Output held back for masking is recorded before the end.
+                    if let Err(e) = rec.pieces(i.finish()).await {
+                        return End::Record(crate::error_chain(&e));
+                    }
+                }
                 match read {
                     // A partial frame is never forwarded: say so rather than drop it quietly.
                     Ok(0) if !buf.is_empty() => return End::Bad(DemuxError::Truncated(buf.len())),
@@ -293,27 +334,60 @@ async fn pump(
                 continue;
             }
         }
-        let fed = match demux.feed(&buf) {
-            Ok(f) => f,
+        let inspected = match inspector.as_mut() {
+            Some(i) => i.feed(&mut demux, &buf),
+            None => demux.feed(&buf).map(|fed| Inspected {
+                fed,
+                ..Default::default()
+            }),
+        };
+        let Inspected {
+            fed,
+            replace,
+            refused,
+            notices,
+            end,
+        } = match inspected {
+            Ok(i) => i,
             Err(e) => return End::Bad(e),
         };
         orderly |= fed.orderly_close;
+        // A refused line is on record before anything of it moves on.
+        for r in &refused {
+            tracing::info!(rule = %r.rule, line = %r.line, "stdin line refused by policy");
+            if let Err(e) = rec.refused_line(&r.line, &r.rule, &r.message).await {
+                return End::Record(crate::error_chain(&e));
+            }
+        }
+        if let Some(message) = end {
+            return End::Policy(message);
+        }
         if let Err(e) = rec.pieces(fed.pieces).await {
             return End::Record(crate::error_chain(&e));
         }
+        // Skipped frames (ping echoes) are dropped, replaced ones written as their new bytes.
+        let mut cuts: Vec<(std::ops::Range<usize>, Option<BytesMut>)> =
+            fed.skip.into_iter().map(|r| (r, None)).collect();
+        cuts.extend(replace.into_iter().map(|(r, b)| (r, Some(b))));
+        cuts.sort_by_key(|(r, _)| r.start);
         let mut at = 0;
         let mut ok = true;
-        for r in fed
-            .skip
-            .iter()
-            .chain(std::iter::once(&(fed.used..fed.used)))
-        {
+        for (r, bytes) in cuts {
             if r.start > at {
                 ok &= write(&to, &buf[at..r.start]).await;
             }
+            if let Some(b) = bytes {
+                ok &= write(&to, &b).await;
+            }
             at = r.end;
         }
+        if fed.used > at {
+            ok &= write(&to, &buf[at..fed.used]).await;
+        }
         buf.advance(fed.used);
+        for n in notices {
+            write(&ends.back, &n).await;
+        }
         if !ok {
             // The receiver is gone; keep reading so this side's end is seen and recorded.
             tracing::debug!("stream receiver went away");
