@@ -118,3 +118,57 @@ async fn serve(mut tcp: TcpStream, tx: &mpsc::UnboundedSender<Received>) -> anyh
     });
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn send(url: &str, parts: &[&[u8]]) -> String {
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|u| u.split('/').next())
+            .unwrap();
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        for p in parts {
+            tcp.write_all(p).await.unwrap();
+            tcp.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_post_split_across_reads_is_delivered_with_its_key() {
+        let mut r = Receiver::start().await.unwrap();
+        let body = br#"{"kind":"BypassAlert","labels":{"pod":"ops-runner-0"}}"#;
+        let head = format!(
+            "POST /gatehouse-alerts HTTP/1.1\r\nHost: x\r\nidempotency-key: 01a2\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let answer = send(&r.url, &[head.as_bytes(), &body[..10], &body[10..]]).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        let got = r.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got.path, "/gatehouse-alerts");
+        assert_eq!(got.idempotency_key, "01a2");
+        assert_eq!(got.body["labels"]["pod"], "ops-runner-0");
+    }
+
+    #[tokio::test]
+    async fn a_request_without_content_length_is_not_delivered() {
+        let mut r = Receiver::start().await.unwrap();
+        let answer = send(
+            &r.url,
+            &[b"POST /gatehouse-alerts HTTP/1.1\r\nHost: x\r\n\r\n{}"],
+        )
+        .await;
+        assert_eq!(
+            answer, "",
+            "no answer to a request the receiver cannot read"
+        );
+        assert!(r.next(Duration::from_millis(300)).await.is_none());
+    }
+}
