@@ -149,13 +149,14 @@ impl ReaderAuth {
         Self { oidc, groups }
     }
 
-    pub async fn check<T>(&self, req: &Request<T>) -> Result<Identity, ReadRefusal> {
+    /// The reader presenting `token` (an `Authorization: Bearer` value), if allowed to read.
+    pub async fn check_token(&self, token: Option<&str>) -> Result<Identity, ReadRefusal> {
         let Some(oidc) = &self.oidc else {
             return Err(ReadRefusal::Unauthenticated(
                 "reading recordings is disabled: the collector has no --oidc-issuer-url".into(),
             ));
         };
-        let Some(token) = bearer(req) else {
+        let Some(token) = token else {
             return Err(ReadRefusal::Unauthenticated("no bearer token".into()));
         };
         let id = oidc

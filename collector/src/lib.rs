@@ -5,6 +5,7 @@ pub mod auth;
 pub mod clickhouse_client;
 pub mod config;
 pub mod error;
+pub mod http_api;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;

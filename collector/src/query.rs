@@ -1,6 +1,6 @@
 //! The `Query` gRPC service: session listing, ordered transcripts (show, export, replay), each
 //! call gated by the reader policy and recorded in `access_audit` before it is answered.
-use crate::auth::{ReadRefusal, ReaderAuth};
+use crate::auth::{ReadRefusal, ReaderAuth, bearer};
 use crate::metrics::Metrics;
 use crate::rows::PayloadRow;
 use gatehouse_gateway::auth::Identity;
@@ -53,17 +53,24 @@ struct SummaryRow {
     groups: Vec<String>,
 }
 
+/// Who is calling, as each front end (gRPC, JSON over HTTP) sees it.
+pub struct Caller<'a> {
+    /// The `Authorization: Bearer` token, if any.
+    pub token: Option<&'a str>,
+    /// The peer address, for the audit row.
+    pub peer: String,
+}
+
 impl QueryService {
     /// Authorizes and audits one call. The audit row is written before any data is returned; if
     /// it cannot be written, the read is refused (UNAVAILABLE).
-    async fn admit<T>(
+    pub async fn admit(
         &self,
-        req: &Request<T>,
+        caller: &Caller<'_>,
         method: &'static str,
         target: String,
     ) -> Result<Identity, Status> {
-        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let verdict = self.auth.check(req).await;
+        let verdict = self.auth.check_token(caller.token).await;
         let (reader, groups, allowed, reason) = match &verdict {
             Ok(id) => (id.username.clone(), id.groups.clone(), 1, String::new()),
             Err(ReadRefusal::Unauthenticated(why)) => (String::new(), Vec::new(), 0, why.clone()),
@@ -79,7 +86,7 @@ impl QueryService {
             target,
             allowed,
             reason,
-            peer,
+            peer: caller.peer.clone(),
         };
         self.audit(&row).await.map_err(|e| {
             tracing::error!(error = %e, "cannot write the access audit");
@@ -134,17 +141,14 @@ impl QueryService {
             ))),
         }
     }
-}
 
-#[tonic::async_trait]
-impl Query for QueryService {
-    async fn list_sessions(
+    /// Session summaries matching `f` (of the one session `only`, when given), oldest first.
+    /// Callers have been admitted.
+    pub async fn list(
         &self,
-        req: Request<ListSessionsRequest>,
-    ) -> Result<Response<ListSessionsResponse>, Status> {
-        let target = format!("{:?}", req.get_ref());
-        self.admit(&req, "ListSessions", target).await?;
-        let f = req.into_inner();
+        f: &ListSessionsRequest,
+        only: Option<&str>,
+    ) -> Result<Vec<SessionSummary>, Status> {
         let limit = match f.limit {
             0 => DEFAULT_LIMIT,
             n => n.min(MAX_LIMIT),
@@ -158,6 +162,9 @@ impl Query for QueryService {
         );
         if !f.username.is_empty() {
             sql.push_str(" AND actor = ?");
+        }
+        if only.is_some() {
+            sql.push_str(" AND session_id = ?");
         }
         if !f.text.is_empty() {
             sql.push_str(
@@ -189,6 +196,9 @@ impl Query for QueryService {
         if !f.username.is_empty() {
             q = q.bind(&f.username);
         }
+        if let Some(id) = only {
+            q = q.bind(id);
+        }
         if !f.text.is_empty() {
             q = q.bind(format!("%{}%", escape_like(&f.text.to_lowercase())));
         }
@@ -204,7 +214,7 @@ impl Query for QueryService {
         }
         q = q.bind(limit);
         let rows: Vec<SummaryRow> = q.fetch_all().await.map_err(internal)?;
-        let sessions = rows
+        Ok(rows
             .into_iter()
             .map(|r| SessionSummary {
                 session_id: r.session_id,
@@ -217,20 +227,27 @@ impl Query for QueryService {
                 namespaces: r.namespaces,
                 groups: r.groups,
             })
-            .collect();
-        Ok(Response::new(ListSessionsResponse { sessions }))
+            .collect())
     }
 
-    type GetSessionStream = ReceiverStream<Result<Event, Status>>;
+    /// The summary of the one session `prefix` names.
+    pub async fn summary(&self, prefix: &str) -> Result<SessionSummary, Status> {
+        let (id, _, _) = self.resolve(prefix).await?;
+        self.list(&ListSessionsRequest::default(), Some(&id))
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Status::not_found(format!("no session matches {prefix:?}")))
+    }
 
-    async fn get_session(
+    /// The ordered transcript of the one session `prefix` names, from `from_seq`, streamed as
+    /// ClickHouse returns it. Not-found and ambiguous ids fail before anything is streamed.
+    pub async fn transcript(
         &self,
-        req: Request<GetSessionRequest>,
-    ) -> Result<Response<Self::GetSessionStream>, Status> {
-        let target = req.get_ref().session_id.clone();
-        self.admit(&req, "GetSession", target).await?;
-        let r = req.into_inner();
-        let (id, start, end) = self.resolve(&r.session_id).await?;
+        prefix: &str,
+        from_seq: u64,
+    ) -> Result<mpsc::Receiver<Result<Event, Status>>, Status> {
+        let (id, start, end) = self.resolve(prefix).await?;
         // The time range from `sessions` lets ClickHouse prune partitions and granules; the
         // bloom filter on session_id does the rest. `LIMIT 1 BY event_id` hides replays that
         // ReplacingMergeTree has not merged yet.
@@ -245,7 +262,7 @@ impl Query for QueryService {
             .bind(start)
             .bind(end)
             .bind(&id)
-            .bind(r.from_seq)
+            .bind(from_seq)
             .fetch::<PayloadRow>()
             .map_err(internal)?;
         let (tx, rx) = mpsc::channel(256);
@@ -264,11 +281,46 @@ impl Query for QueryService {
                 }
             }
         });
+        Ok(rx)
+    }
+}
+
+/// The gRPC caller of `req`.
+fn grpc_caller<T>(req: &Request<T>) -> Caller<'_> {
+    Caller {
+        token: bearer(req),
+        peer: req.remote_addr().map(|a| a.to_string()).unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn list_sessions(
+        &self,
+        req: Request<ListSessionsRequest>,
+    ) -> Result<Response<ListSessionsResponse>, Status> {
+        let target = format!("{:?}", req.get_ref());
+        self.admit(&grpc_caller(&req), "ListSessions", target)
+            .await?;
+        let sessions = self.list(req.get_ref(), None).await?;
+        Ok(Response::new(ListSessionsResponse { sessions }))
+    }
+
+    type GetSessionStream = ReceiverStream<Result<Event, Status>>;
+
+    async fn get_session(
+        &self,
+        req: Request<GetSessionRequest>,
+    ) -> Result<Response<Self::GetSessionStream>, Status> {
+        let target = req.get_ref().session_id.clone();
+        self.admit(&grpc_caller(&req), "GetSession", target).await?;
+        let r = req.get_ref();
+        let rx = self.transcript(&r.session_id, r.from_seq).await?;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
-fn internal(e: clickhouse::error::Error) -> Status {
+pub(crate) fn internal(e: clickhouse::error::Error) -> Status {
     tracing::error!(error = %e, "query failed");
     Status::unavailable(format!("ClickHouse: {e}"))
 }

@@ -3,6 +3,7 @@
 use crate::auth::{IngestAuth, ReaderAuth};
 use crate::config::ServeArgs;
 use crate::error::CollectorError;
+use crate::http_api::JsonApi;
 use crate::ingest::IngestService;
 use crate::metrics::Metrics;
 use crate::query::QueryService;
@@ -116,7 +117,13 @@ pub async fn start(
     );
     tokio::spawn(crate::ops::serve(ops, Arc::new(registry)));
 
-    let mut builder = Server::builder();
+    let query = Arc::new(QueryService {
+        client,
+        auth: reader_auth,
+        metrics: metrics.clone(),
+    });
+    // HTTP/1.1 too, for the JSON read API's plain-HTTP clients; gRPC itself stays HTTP/2.
+    let mut builder = Server::builder().accept_http1(true);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).map_err(CollectorError::Serve)?;
     }
@@ -124,14 +131,11 @@ pub async fn start(
         .add_service(IngestServer::new(IngestService {
             auth: ingest_auth,
             writer,
-            metrics: metrics.clone(),
+            metrics,
             alerts,
         }))
-        .add_service(QueryServer::new(QueryService {
-            client,
-            auth: reader_auth,
-            metrics,
-        }));
+        .add_service(QueryServer::from_arc(query.clone()))
+        .add_service(JsonApi::new(query));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
     let serve = async move {
         router
