@@ -10,8 +10,9 @@ export GATEHOUSE_TOOLS_BIN
 # The ClickHouse engine (chdb) the collector stores into.
 GATEHOUSE_CHDB_PYTHON=$(scripts/install-chdb.sh | tail -n1)
 export GATEHOUSE_CHDB_PYTHON
-if [ "$(id -u)" = 0 ]; then
+if [ "$(id -u)" = 0 ] && ! command -v bpf-linker >/dev/null; then
   # bpf-linker for agent/build.rs; if this fails the demo says why and skips the bypass alert.
+  # (PATH is left alone when it already has one: agent/build.rs reruns when PATH changes.)
   if EBPF_TOOLS_BIN=$(scripts/install-ebpf-toolchain.sh | tail -n1); then
     export PATH="$EBPF_TOOLS_BIN:$PATH"
   fi
