@@ -235,12 +235,13 @@ async fn seed(ch: &TestClickHouse) {
                  comm: &str,
                  action: &str,
                  matched: &str,
-                 count: u32| {
+                 count: u32,
+                 workload: &str| {
         format!(
             "(toUUID('00000000-0000-7000-9000-{id:012}'), toDateTime64(now64(9) - INTERVAL {mins} MINUTE, 9), \
              'agent-{node}', '{node}', '{ns}', '{pod}', 'app', 1234, 1234, 0, '{comm}', 42, \
              '10.96.0.1:443', '10.96.0.1:443', '{action}', ['{matched}'], '{matched}', {host}, \
-             '/usr/bin/{comm}', '{comm} https://10.96.0.1', '', '', '', '', 0, {count}, '')",
+             '/usr/bin/{comm}', '{comm} https://10.96.0.1', '', '', '', '{workload}', 0, {count}, '')",
             host = u8::from(pod.is_empty())
         )
     };
@@ -255,6 +256,8 @@ async fn seed(ch: &TestClickHouse) {
             "allowed",
             "service_vip",
             3,
+            // The agent's workload, when it knew the pod: the panel shows it as is.
+            "Deployment/web",
         ),
         alert(
             2,
@@ -266,8 +269,10 @@ async fn seed(ch: &TestClickHouse) {
             "blocked",
             "endpoint_ip",
             2,
+            // No workload stored (an older agent): the panel derives one from the pod name.
+            "",
         ),
-        alert(3, 8, "node-a", "", "", "curl", "allowed", "node_ip", 1),
+        alert(3, 8, "node-a", "", "", "curl", "allowed", "node_ip", 1, ""),
     ];
     ch.query_text(&format!("INSERT INTO alerts VALUES {}", alerts.join(", ")))
         .await
@@ -361,7 +366,7 @@ fn check(title: &str, r: &Result) {
                 })
                 .collect();
             let want = [
-                ("prod", "web", "service_vip", "allowed", 3),
+                ("prod", "Deployment/web", "service_vip", "allowed", 3),
                 ("ci", "runner", "endpoint_ip", "blocked", 2),
                 ("", "host:curl", "node_ip", "allowed", 1),
             ]
