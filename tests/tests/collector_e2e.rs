@@ -343,6 +343,22 @@ async fn kubectl_transcript_read_back_from_the_collector_matches_the_journal() {
     assert_eq!(forged.2.lines().count(), 1, "{forged:?}");
 }
 
+/// How long the collector stays down under traffic: `GATEHOUSE_OUTAGE_SECS`, 20 s by default
+/// (CI); the 10-minute outage is `GATEHOUSE_OUTAGE_SECS=600`.
+fn outage() -> Duration {
+    let secs = std::env::var("GATEHOUSE_OUTAGE_SECS")
+        .ok()
+        .map(|s| {
+            s.parse::<u64>()
+                .unwrap_or_else(|_| panic!("GATEHOUSE_OUTAGE_SECS={s:?} is not whole seconds"))
+        })
+        .unwrap_or(20);
+    Duration::from_secs(secs)
+}
+
+/// kubectl clients running side by side while the collector is down.
+const OUTAGE_CLIENTS: usize = 4;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_down_for_a_while_then_up_loses_and_duplicates_nothing() {
     let mut s = stack().await;
@@ -355,23 +371,48 @@ async fn collector_down_for_a_while_then_up_loses_and_duplicates_nothing() {
     let before = s.wait_stored(Duration::from_secs(60)).await;
     s.collector.take().unwrap().kill().await.unwrap();
 
-    // kubectl keeps working while the collector is away; the journal holds the backlog and the
+    // kubectl keeps working while the collector is away, from several clients at once: each
+    // creates configmaps and reads every third back. The journal holds the backlog and the
     // shipper retries.
-    for i in 0..5 {
-        k.run(&[
-            "create",
-            "configmap",
-            &format!("down-{i}"),
-            "-n",
-            "payments",
-            "--from-literal=a=b",
-        ])
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let down_for = outage();
+    let until = tokio::time::Instant::now() + down_for;
+    let clients: Vec<_> = (0..OUTAGE_CLIENTS)
+        .map(|c| {
+            let k = k.clone();
+            tokio::spawn(async move {
+                let mut created = Vec::new();
+                let mut i = 0;
+                while tokio::time::Instant::now() < until || created.is_empty() {
+                    let name = format!("down-{c}-{i}");
+                    k.run(&[
+                        "create",
+                        "configmap",
+                        &name,
+                        "-n",
+                        "payments",
+                        "--from-literal=a=b",
+                    ])
+                    .await
+                    .unwrap()
+                    .ok()
+                    .unwrap();
+                    if i % 3 == 0 {
+                        let got = k
+                            .run(&["get", "configmap", &name, "-n", "payments", "-o", "name"])
+                            .await
+                            .unwrap()
+                            .ok()
+                            .unwrap();
+                        assert_eq!(got.stdout.trim(), format!("configmap/{name}"));
+                    }
+                    created.push(name);
+                    i += 1;
+                }
+                created
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + down_for.max(Duration::from_secs(30));
     loop {
         let backlog = s
             .gateway_metric("gatehouse_gateway_shipper_unacked_bytes")
@@ -388,11 +429,24 @@ async fn collector_down_for_a_while_then_up_loses_and_duplicates_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let mut created = Vec::new();
+    for c in clients {
+        created.extend(c.await.unwrap());
+    }
+    let backlog = s
+        .gateway_metric("gatehouse_gateway_shipper_unacked_bytes")
+        .await
+        .unwrap();
     let stored = s.ch.query_text("SELECT count() FROM events").await.unwrap();
     assert_eq!(
         stored.trim(),
         before.to_string(),
         "nothing arrives while it is down"
+    );
+    println!(
+        "collector down {down_for:?}: {} configmaps created by {OUTAGE_CLIENTS} kubectl clients, {} events journaled, backlog {backlog} bytes",
+        created.len(),
+        s.env.events().unwrap().len()
     );
 
     s.collector = Some(
@@ -400,13 +454,37 @@ async fn collector_down_for_a_while_then_up_loses_and_duplicates_nothing() {
             .await
             .unwrap(),
     );
-    let after = s.wait_stored(Duration::from_secs(60)).await;
-    assert!(after >= before + 10, "{before} → {after}");
+    let drained_from = tokio::time::Instant::now();
+    let after = s.wait_stored(Duration::from_secs(60) + down_for / 2).await;
+    assert!(after >= before + 2 * created.len(), "{before} → {after}");
+    // The backlog drains: nothing left unacknowledged on the gateway.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let backlog = s
+            .gateway_metric("gatehouse_gateway_shipper_unacked_bytes")
+            .await;
+        if backlog == Some(0.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "backlog {backlog:?} after the collector came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "backlog drained {:.1}s after the restart: {after} events in ClickHouse, each once",
+        drained_from.elapsed().as_secs_f64()
+    );
     let creates =
         s.ch.query_text("SELECT count() FROM events WHERE kind = 'request' AND verb = 'create'")
             .await
             .unwrap();
-    assert_eq!(creates.trim(), "5", "each create stored once");
+    assert_eq!(
+        creates.trim(),
+        created.len().to_string(),
+        "each create stored once"
+    );
     let session = s.env.events().unwrap()[0].session_id.clone();
     let reader = s
         .env
@@ -422,7 +500,7 @@ async fn collector_down_for_a_while_then_up_loses_and_duplicates_nothing() {
             .lines()
             .filter(|l| *l == "> kubectl create configmap -n payments -f -")
             .count(),
-        5,
+        created.len(),
         "{}",
         remote.1
     );
@@ -432,10 +510,11 @@ async fn collector_down_for_a_while_then_up_loses_and_duplicates_nothing() {
         &s.collector_source(&reader),
     )
     .await;
-    for i in 0..5 {
+    for name in &created {
         assert!(
-            export.1.contains(&format!("down-{i}")),
-            "down-{i} missing from the exported request bodies"
+            // Followed by its closing quote, plain or escaped: down-0-1 is not down-0-10.
+            export.1.contains(&format!("{name}\"")) || export.1.contains(&format!("{name}\\\"")),
+            "{name} missing from the exported request bodies"
         );
     }
 }
