@@ -27,9 +27,10 @@ pub enum Cmd {
     /// Benchmarks: `bench gateway` measures direct against through-gateway; `bench agent`
     /// the node agent's connect() overhead, matching throughput and alert latency (root);
     /// `bench streams` exec and port-forward throughput and RSS through the gateway;
-    /// `bench collector` ingest rate, queryable lag, listing and replay start (ClickHouse).
+    /// `bench collector` ingest rate, queryable lag, listing and replay start (ClickHouse);
+    /// `bench soak` a long mixed load (GATEHOUSE_SOAK_SECS, default 600): RSS, fds, p50/p99.
     Bench {
-        #[arg(value_parser = ["gateway", "agent", "streams", "collector", "policy"])]
+        #[arg(value_parser = ["gateway", "agent", "streams", "collector", "policy", "soak"])]
         target: String,
     },
     /// Run the demo: real kubectl through the real gateway, then the transcript.
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench { target } if target == "policy" => bench_policy::policy(),
         Cmd::Bench { target } if target == "streams" => bench::streams::streams(),
         Cmd::Bench { target } if target == "collector" => bench::collector::collector(),
+        Cmd::Bench { target } if target == "soak" => bench::soak::soak(),
         Cmd::Bench { .. } => bench::gateway(),
     }
 }
