@@ -172,6 +172,9 @@ pub struct ServeArgs {
     /// ... or this long after its first row arrived.
     #[arg(long, env = "COLLECTOR_BATCH_PERIOD", value_parser = humantime::parse_duration, default_value = "1s")]
     pub batch_period: Duration,
+    /// INSERTs in flight at once (the next batch is sent while ClickHouse writes the last).
+    #[arg(long, env = "COLLECTOR_INSERT_CONCURRENCY", default_value_t = 2)]
+    pub insert_concurrency: usize,
     /// Shipped batches queued for the writer; past it ingest answers RESOURCE_EXHAUSTED.
     #[arg(long, env = "COLLECTOR_QUEUE_BATCHES", default_value_t = 512)]
     pub queue_batches: usize,
@@ -220,6 +223,9 @@ impl ServeArgs {
         }
         if self.queue_batches == 0 {
             return cfg("--queue-batches must be positive");
+        }
+        if self.insert_concurrency == 0 {
+            return cfg("--insert-concurrency must be positive");
         }
         self.alerts.validate()
     }

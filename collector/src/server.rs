@@ -82,6 +82,7 @@ pub async fn start(
             max_bytes: args.batch_max_bytes,
             period: args.batch_period,
             queue: args.queue_batches,
+            concurrency: args.insert_concurrency,
         },
         dead_letter,
         metrics.clone(),

@@ -59,6 +59,9 @@ pub struct WriterOptions {
     pub max_bytes: usize,
     pub period: Duration,
     pub queue: usize,
+    /// Inserts in flight at once: the next batch is gathered and sent while ClickHouse is still
+    /// writing the previous one.
+    pub concurrency: usize,
 }
 
 /// The queue is full: the caller answers RESOURCE_EXHAUSTED.
@@ -116,12 +119,14 @@ struct Writer {
 
 impl Writer {
     async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let this = Arc::new(self);
+        let mut in_flight = tokio::task::JoinSet::new();
         while let Some(first) = rx.recv().await {
-            let deadline = Instant::now() + self.opts.period;
+            let deadline = Instant::now() + this.opts.period;
             let mut rows = first.batch.rows();
             let mut bytes = first.batch.bytes();
             let mut jobs = vec![first];
-            while rows < self.opts.max_rows && bytes < self.opts.max_bytes {
+            while rows < this.opts.max_rows && bytes < this.opts.max_bytes {
                 tokio::select! {
                     job = rx.recv() => match job {
                         Some(job) => {
@@ -134,9 +139,16 @@ impl Writer {
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            self.metrics.queued_batches.dec_by(jobs.len() as i64);
-            self.flush(jobs).await;
+            this.metrics.queued_batches.dec_by(jobs.len() as i64);
+            // Each shipped batch is acknowledged by its own job, and each stream awaits its acks
+            // in order, so inserts may finish in any order.
+            while in_flight.len() >= this.opts.concurrency.max(1) {
+                let _ = in_flight.join_next().await;
+            }
+            let writer = this.clone();
+            in_flight.spawn(async move { writer.flush(jobs).await });
         }
+        while in_flight.join_next().await.is_some() {}
     }
 
     /// Inserts the jobs' rows together; on a data error, job by job.
