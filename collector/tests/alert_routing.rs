@@ -326,6 +326,9 @@ async fn a_bad_alert_receiver_url_is_a_config_error() {
             "serve",
             "--alertmanager-url=ftp://am.example",
             "--no-migrate",
+            // Past the listener check (TLS or an explicit plaintext), so the alert flags are
+            // what is refused.
+            "--insecure-plaintext",
         ])
         .arg(format!("--ingest-token-file={}", tokens.display()))
         .arg(format!(
