@@ -43,6 +43,12 @@ async fn run() -> anyhow::Result<()> {
     };
     let e = GatewayEnv::start(opts, &[]).await?;
     let pid = e.gw.pid().context("the gateway has no pid")?;
+    let mib = |rate: f64| rate / f64::from(1 << 20);
+    // Each phase prints as soon as it ends: a later phase failing keeps the earlier figures.
+    println!(
+        "gatehouse streams benchmark (loopback, real kubectl v1.35, best of {ROUNDS} × {} MiB)",
+        RUN_BYTES >> 20
+    );
 
     // Exec stdout: kubectl reads `head -c N /dev/zero` from the "container".
     let (mut d_exec, mut g_exec) = (0f64, 0f64);
@@ -52,6 +58,12 @@ async fn run() -> anyhow::Result<()> {
         d_exec = d_exec.max(exec_rate(&e.direct, RUN_BYTES).await?);
         g_exec = g_exec.max(exec_rate(&e.agent, RUN_BYTES).await?);
     }
+    println!("  exec stdout  direct  : {:>8.1} MiB/s", mib(d_exec));
+    println!("  exec stdout  gateway : {:>8.1} MiB/s", mib(g_exec));
+    println!(
+        "  exec throughput ratio: {:.2}× direct (target ≥ 0.8×)",
+        g_exec / d_exec
+    );
 
     // Port-forward: a TCP source behind the pod writes N bytes per connection.
     let source = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -77,11 +89,17 @@ async fn run() -> anyhow::Result<()> {
     let mut gw_pf = PortForward::start(&e.agent, source_port).await?;
     let (mut d_pf, mut g_pf) = (0f64, 0f64);
     for _ in 0..ROUNDS {
-        d_pf = d_pf.max(pull(direct_pf.local).await?);
-        g_pf = g_pf.max(pull(gw_pf.local).await?);
+        d_pf = d_pf.max(direct_pf.pull().await?);
+        g_pf = g_pf.max(gw_pf.pull().await?);
     }
     direct_pf.child.kill().await?;
     gw_pf.child.kill().await?;
+    println!("  port-forward direct  : {:>8.1} MiB/s", mib(d_pf));
+    println!("  port-forward gateway : {:>8.1} MiB/s", mib(g_pf));
+    println!(
+        "  port-forward ratio   : {:.2}× direct (target ≥ 0.8×)",
+        g_pf / d_pf
+    );
 
     // Memory: the gateway's RSS while 1 GiB of exec stdout crosses it and is journaled.
     let start_kib = rss_kib(pid).unwrap_or(0);
@@ -100,23 +118,6 @@ async fn run() -> anyhow::Result<()> {
     sampler.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
 
-    let mib = |rate: f64| rate / f64::from(1 << 20);
-    println!(
-        "gatehouse streams benchmark (loopback, real kubectl v1.35, best of {ROUNDS} × {} MiB)",
-        RUN_BYTES >> 20
-    );
-    println!("  exec stdout  direct  : {:>8.1} MiB/s", mib(d_exec));
-    println!("  exec stdout  gateway : {:>8.1} MiB/s", mib(g_exec));
-    println!(
-        "  exec throughput ratio: {:.2}× direct (target ≥ 0.8×)",
-        g_exec / d_exec
-    );
-    println!("  port-forward direct  : {:>8.1} MiB/s", mib(d_pf));
-    println!("  port-forward gateway : {:>8.1} MiB/s", mib(g_pf));
-    println!(
-        "  port-forward ratio   : {:.2}× direct (target ≥ 0.8×)",
-        g_pf / d_pf
-    );
     println!(
         "  RSS while 1 GiB of exec stdout crosses ({:.1} MiB/s): start {start_kib} KiB, peak {peak_kib} KiB, growth {:.1} MiB (target ≤ 32 MiB)",
         mib(rss_rate),
@@ -205,23 +206,32 @@ impl PortForward {
             line.contains("Forwarding from"),
             "port-forward said {line:?}"
         );
+        // kubectl writes "Handling connection for …" to stdout on every connection; Go dies of
+        // SIGPIPE writing to a closed stdout, so the pipe is drained for kubectl's lifetime.
+        tokio::spawn(async move {
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut out, &mut sink).await;
+        });
         Ok(PortForward { child, local })
     }
-}
 
-/// Bytes per second of one connection through the forward: the source's `RUN_BYTES`.
-async fn pull(local: u16) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", local)).await?;
-    let mut buf = vec![0u8; 1 << 16];
-    let mut read = 0u64;
-    while read < RUN_BYTES {
-        let n = tokio::time::timeout(Duration::from_secs(120), s.read(&mut buf)).await??;
-        anyhow::ensure!(
-            n > 0,
-            "port-forward ended after {read} of {RUN_BYTES} bytes"
-        );
-        read += n as u64;
+    /// Bytes per second of one connection through the forward: the source's `RUN_BYTES`.
+    async fn pull(&mut self) -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.local)).await?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut read = 0u64;
+        while read < RUN_BYTES {
+            let n = tokio::time::timeout(Duration::from_secs(120), s.read(&mut buf)).await??;
+            if n == 0 {
+                let kubectl = match self.child.try_wait()? {
+                    Some(status) => format!("kubectl port-forward exited {status}"),
+                    None => "kubectl port-forward still runs".to_string(),
+                };
+                anyhow::bail!("port-forward ended after {read} of {RUN_BYTES} bytes ({kubectl})");
+            }
+            read += n as u64;
+        }
+        Ok(read as f64 / started.elapsed().as_secs_f64())
     }
-    Ok(read as f64 / started.elapsed().as_secs_f64())
 }
