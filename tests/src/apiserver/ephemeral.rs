@@ -253,3 +253,106 @@ pub(crate) fn exited(state: &State, ns: &str, pod: &str, container: &str, exit_c
         tracing::debug!(pod, container, error = %e.message, "ending ephemeral container");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods() -> &'static ResourceDef {
+        super::super::resources::find("", "v1", "pods").unwrap()
+    }
+
+    fn pod(ephemeral: Value) -> Value {
+        json!({
+            "metadata": {"name": "p", "namespace": "n", "resourceVersion": "7"},
+            "spec": {
+                "containers": [{"name": "app", "image": "busybox"}],
+                "ephemeralContainers": ephemeral,
+            },
+            "status": {"phase": "Running"},
+        })
+    }
+
+    fn causes(e: ApiError) -> Vec<String> {
+        assert_eq!(e.code, 422, "{}", e.message);
+        e.details.unwrap()["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {}",
+                    c["field"].as_str().unwrap(),
+                    c["message"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_container_is_added_waiting_and_nothing_else_changes() {
+        let cur = pod(json!([]));
+        let mut req = pod(
+            json!([{"name": "dbg", "image": "busybox", "targetContainerName": "app", "resources": {}}]),
+        );
+        req["spec"]["containers"][0]["image"] = json!("nginx");
+        req["metadata"]["labels"] = json!({"sneaky": "yes"});
+        let added = update(pods(), "p", &cur, &mut req).unwrap();
+        assert_eq!(added, vec!["dbg".to_string()]);
+        assert_eq!(req["spec"]["containers"][0]["image"], "busybox");
+        assert!(req["metadata"].get("labels").is_none());
+        assert_eq!(req["spec"]["ephemeralContainers"][0]["name"], "dbg");
+        let st = &req["status"]["ephemeralContainerStatuses"][0];
+        assert_eq!(st["name"], "dbg");
+        assert_eq!(st["state"]["waiting"]["reason"], "ContainerCreating");
+        assert_eq!(req["status"]["phase"], "Running");
+    }
+
+    #[test]
+    fn existing_ephemeral_containers_may_not_change_or_go() {
+        let cur = pod(json!([{"name": "dbg", "image": "busybox"}]));
+        let mut changed = pod(json!([{"name": "dbg", "image": "alpine"}]));
+        assert_eq!(
+            causes(update(pods(), "p", &cur, &mut changed).unwrap_err()),
+            [
+                "spec.ephemeralContainers[0]: Forbidden: existing ephemeral containers \"dbg\" may not be changed"
+            ]
+        );
+        let mut removed = pod(json!([]));
+        assert_eq!(
+            causes(update(pods(), "p", &cur, &mut removed).unwrap_err()),
+            [
+                "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"dbg\" may not be removed"
+            ]
+        );
+    }
+
+    #[test]
+    fn new_containers_are_validated() {
+        let cur = pod(json!([]));
+        let mut req = pod(json!([
+            {"name": "app", "image": "busybox"},
+            {"name": "x", "targetContainerName": "nope", "ports": [{"containerPort": 80}]},
+        ]));
+        assert_eq!(
+            causes(update(pods(), "p", &cur, &mut req).unwrap_err()),
+            [
+                "spec.ephemeralContainers[0].name: Duplicate value: \"app\"",
+                "spec.ephemeralContainers[1].image: Required value",
+                "spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\"",
+                "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+            ]
+        );
+    }
+
+    #[test]
+    fn terminated_and_membership_read_the_pod() {
+        let mut p = pod(json!([{"name": "dbg", "image": "busybox"}]));
+        assert!(is_ephemeral(&p, "dbg"));
+        assert!(!is_ephemeral(&p, "app"));
+        assert!(!terminated(&p, "dbg"));
+        p["status"]["ephemeralContainerStatuses"] =
+            json!([{"name": "dbg", "state": {"terminated": {"exitCode": 0}}}]);
+        assert!(terminated(&p, "dbg"));
+    }
+}
