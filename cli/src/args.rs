@@ -63,6 +63,35 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List the node agents' API-server bypass alerts, newest first, from a collector.
+    Alerts {
+        #[command(flatten)]
+        source: Source,
+        /// Only alerts from this node.
+        #[arg(long, env = "GATEHOUSE_NODE")]
+        node: Option<String>,
+        /// Only alerts from pods in this namespace.
+        #[arg(long, short = 'n', env = "GATEHOUSE_NAMESPACE")]
+        namespace: Option<String>,
+        /// Only alerts from this pod.
+        #[arg(long, env = "GATEHOUSE_POD")]
+        pod: Option<String>,
+        /// Only connects the agent let through, or only those it blocked.
+        #[arg(long, value_enum, env = "GATEHOUSE_ACTION")]
+        action: Option<AlertAction>,
+        /// Only alerts at or after this time: RFC 3339, or a duration ago such as 24h or 7d.
+        #[arg(long, env = "GATEHOUSE_SINCE")]
+        since: Option<String>,
+        /// Only alerts at or before this time: RFC 3339, or a duration ago.
+        #[arg(long, env = "GATEHOUSE_UNTIL")]
+        until: Option<String>,
+        /// Most alerts printed (the collector caps it at 10000).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: u32,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a session's ordered command transcript.
     Show {
         #[command(flatten)]
@@ -164,6 +193,22 @@ pub enum PolicyCmd {
         #[arg(long)]
         request: String,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlertAction {
+    Allowed,
+    Blocked,
+}
+
+impl AlertAction {
+    /// The collector's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertAction::Allowed => "allowed",
+            AlertAction::Blocked => "blocked",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,7 +4,7 @@
 use crate::args::Source;
 use crate::sessions::{Filter, SessionSummary};
 use gatehouse_proto::v1::query_client::QueryClient;
-use gatehouse_proto::v1::{Event, GetSessionRequest, ListSessionsRequest};
+use gatehouse_proto::v1::{Event, GetSessionRequest, ListAlertsRequest, ListSessionsRequest};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::Path;
@@ -158,6 +158,19 @@ impl Remote {
                 namespaces: s.namespaces.into_iter().collect(),
             })
             .collect())
+    }
+
+    /// Bypass alerts matching `filter`, newest first, each the agent's event as stored.
+    pub fn alerts(&mut self, filter: ListAlertsRequest) -> Result<Vec<Event>, CollectorError> {
+        let req = self.request(filter)?;
+        let resp = self
+            .rt
+            .block_on(self.client.list_alerts(req))
+            .map_err(|s| match refusal(s, "") {
+                Refusal::NoSession => CollectorError::Failed("no alerts table".into()),
+                Refusal::Other(e) => e,
+            })?;
+        Ok(resp.into_inner().alerts)
     }
 
     /// The session whose id is `prefix` or starts with it: its full id and its ordered events,

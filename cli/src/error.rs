@@ -15,6 +15,10 @@ pub enum CliError {
     Ambiguous { prefix: String, count: usize },
     #[error("invalid time {0:?}: use RFC 3339 (2026-11-21T10:00:00Z) or a duration ago (24h, 7d)")]
     Time(String),
+    #[error(
+        "alerts are journaled by the agent on each node and gathered by the collector: pass --collector https://collector:7443"
+    )]
+    AlertsNeedCollector,
     #[error("{0}")]
     Policy(String),
     #[error("invalid --request: {0}")]
@@ -47,7 +51,7 @@ impl CliError {
     /// 64 for configuration problems (EX_USAGE-like for config), 2 for bad input, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoJournal(_) | CliError::Policy(_) => 64,
+            CliError::NoJournal(_) | CliError::Policy(_) | CliError::AlertsNeedCollector => 64,
             CliError::NoSession(_)
             | CliError::Ambiguous { .. }
             | CliError::Time(_)

@@ -1,6 +1,7 @@
 //! The `gatehouse` CLI: lists sessions, prints a session's ordered kubectl transcript and
 //! exports sessions as JSON from the gateway's local journal or a collector (`--collector`);
 //! explains policy decisions.
+mod alerts;
 mod approvals;
 mod args;
 mod asciicast;
@@ -22,7 +23,8 @@ mod time;
 mod token;
 mod verify;
 
-pub use args::{Cli, Cmd, ExportFormat, PolicyCmd, Source};
+pub use alerts::alert_json;
+pub use args::{AlertAction, Cli, Cmd, ExportFormat, PolicyCmd, Source};
 pub use error::CliError;
 pub use export::event_json;
 pub use sessions::SessionSummary;
@@ -50,6 +52,37 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             };
             let list = events::list(&source, &filter)?;
             sessions::print(&list, json, out)
+        }
+        Cmd::Alerts {
+            source,
+            node,
+            namespace,
+            pod,
+            action,
+            since,
+            until,
+            limit,
+            json,
+        } => {
+            let since = since.as_deref().map(time::parse_instant).transpose()?;
+            let until = until.as_deref().map(time::parse_instant).transpose()?;
+            // Alerts are journaled by the agent on each node and gathered only at the collector.
+            let url = source
+                .collector
+                .as_deref()
+                .ok_or(CliError::AlertsNeedCollector)?;
+            let filter = gatehouse_proto::v1::ListAlertsRequest {
+                node: node.unwrap_or_default(),
+                namespace: namespace.unwrap_or_default(),
+                pod: pod.unwrap_or_default(),
+                action: action.map(|a| a.as_str().to_string()).unwrap_or_default(),
+                since_unix_nano: since.unwrap_or(0),
+                until_unix_nano: until.unwrap_or(0),
+                limit,
+                ..Default::default()
+            };
+            let list = collector::Remote::connect(url, &source)?.alerts(filter)?;
+            alerts::print(&list, json, out)
         }
         Cmd::Show {
             source,

@@ -4,11 +4,13 @@
 //! - `GET /v1/sessions?identity=&group=&namespace=&resource=&verb=&from=&to=&q=&limit=`
 //! - `GET /v1/sessions/{id}` (a unique prefix of the id is enough)
 //! - `GET /v1/sessions/{id}/events?from_seq=` as NDJSON, one event per line, streamed
+//! - `GET /v1/alerts?node=&namespace=&pod=&workload=&matched_by=&action=&from=&to=&limit=`,
+//!   bypass alerts newest first
 //!
 //! Errors are JSON: `{"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "…"}}`.
 use crate::query::{Caller, QueryService};
 use bytes::Bytes;
-use gatehouse_proto::v1::{ListSessionsRequest, SessionSummary};
+use gatehouse_proto::v1::{ListAlertsRequest, ListSessionsRequest, SessionSummary};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{Full, StreamBody};
@@ -67,9 +69,13 @@ enum Route<'a> {
     List,
     Session(&'a str),
     Events(&'a str),
+    Alerts,
 }
 
 fn route(path: &str) -> Option<Route<'_>> {
+    if path == "/v1/alerts" || path == "/v1/alerts/" {
+        return Some(Route::Alerts);
+    }
     let rest = path.strip_prefix("/v1/sessions")?;
     if rest.is_empty() || rest == "/" {
         return Some(Route::List);
@@ -85,7 +91,7 @@ fn route(path: &str) -> Option<Route<'_>> {
 async fn handle(query: &QueryService, req: &Parts) -> Result<Response<Body>, Status> {
     let Some(route) = route(req.uri.path()) else {
         return Err(Status::not_found(format!(
-            "no such resource {}: the API serves /v1/sessions, /v1/sessions/{{id}} and /v1/sessions/{{id}}/events",
+            "no such resource {}: the API serves /v1/sessions, /v1/sessions/{{id}}, /v1/sessions/{{id}}/events and /v1/alerts",
             req.uri.path()
         )));
     };
@@ -118,6 +124,13 @@ async fn handle(query: &QueryService, req: &Parts) -> Result<Response<Body>, Sta
             let filter = list_filter(&params)?;
             let sessions = query.list(&filter, None).await?;
             let body = json!({ "sessions": sessions.iter().map(summary_json).collect::<Vec<_>>() });
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        Route::Alerts => {
+            query.admit(&caller, "GET /v1/alerts", target).await?;
+            let filter = alert_filter(&params)?;
+            let alerts = query.alerts(&filter).await?;
+            let body = json!({ "alerts": alerts.iter().map(gatehouse_cli::alert_json).collect::<Vec<_>>() });
             Ok(json_response(StatusCode::OK, &body))
         }
         Route::Session(id) => {
@@ -229,23 +242,57 @@ const LIST_PARAMS: &[&str] = &[
     "limit",
 ];
 
+const ALERT_PARAMS: &[&str] = &[
+    "node",
+    "namespace",
+    "pod",
+    "workload",
+    "matched_by",
+    "action",
+    "from",
+    "to",
+    "limit",
+];
+
+/// Time parameter `name` as Unix nanoseconds (0: absent).
+fn time_param(params: &[(String, String)], name: &str) -> Result<i64, Status> {
+    match param(params, name) {
+        None | Some("") => Ok(0),
+        Some(v) => parse_time(v).map_err(|why| Status::invalid_argument(format!("{name}: {why}"))),
+    }
+}
+
+/// The `limit` parameter (0: absent, the server's default).
+fn limit_param(params: &[(String, String)]) -> Result<u32, Status> {
+    match param(params, "limit") {
+        None | Some("") => Ok(0),
+        Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            Status::invalid_argument(format!("limit: {v:?} is not a positive integer"))
+        }),
+    }
+}
+
+fn alert_filter(params: &[(String, String)]) -> Result<ListAlertsRequest, Status> {
+    only_params(params, ALERT_PARAMS)?;
+    let text = |name| param(params, name).unwrap_or("").to_string();
+    Ok(ListAlertsRequest {
+        node: text("node"),
+        namespace: text("namespace"),
+        pod: text("pod"),
+        workload: text("workload"),
+        matched_by: text("matched_by"),
+        action: text("action"),
+        since_unix_nano: time_param(params, "from")?,
+        until_unix_nano: time_param(params, "to")?,
+        limit: limit_param(params)?,
+    })
+}
+
 fn list_filter(params: &[(String, String)]) -> Result<ListSessionsRequest, Status> {
     only_params(params, LIST_PARAMS)?;
     let text = |name| param(params, name).unwrap_or("").to_string();
-    let time = |name| -> Result<i64, Status> {
-        match param(params, name) {
-            None | Some("") => Ok(0),
-            Some(v) => {
-                parse_time(v).map_err(|why| Status::invalid_argument(format!("{name}: {why}")))
-            }
-        }
-    };
-    let limit = match param(params, "limit") {
-        None | Some("") => 0,
-        Some(v) => v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            Status::invalid_argument(format!("limit: {v:?} is not a positive integer"))
-        })?,
-    };
+    let time = |name| time_param(params, name);
+    let limit = limit_param(params)?;
     Ok(ListSessionsRequest {
         username: text("identity"),
         group: text("group"),
@@ -376,6 +423,8 @@ mod tests {
         ));
         assert!(route("/v1/sessions/abc/other").is_none());
         assert!(route("/v1/sessionsx").is_none());
+        assert!(matches!(route("/v1/alerts"), Some(Route::Alerts)));
+        assert!(route("/v1/alerts/x").is_none());
     }
 
     #[test]
@@ -402,6 +451,23 @@ mod tests {
         assert!(err.message().starts_with("from: "), "{}", err.message());
         let err = list_filter(&params(Some("limit=0"))).unwrap_err();
         assert!(err.message().starts_with("limit: "), "{}", err.message());
+    }
+
+    #[test]
+    fn alert_parameters_map_to_the_grpc_filter() {
+        let p = params(Some(
+            "node=n1&namespace=payments&workload=Deployment%2Fweb&action=blocked&to=2026-12-01T00:00:00Z&limit=7",
+        ));
+        let f = alert_filter(&p).unwrap();
+        assert_eq!(f.node, "n1");
+        assert_eq!(f.namespace, "payments");
+        assert_eq!(f.workload, "Deployment/web");
+        assert_eq!(f.action, "blocked");
+        assert_eq!(f.since_unix_nano, 0);
+        assert_eq!(f.until_unix_nano, 1_796_083_200_000_000_000);
+        assert_eq!(f.limit, 7);
+        let err = alert_filter(&params(Some("identity=alice"))).unwrap_err();
+        assert!(err.message().contains("\"identity\""), "{}", err.message());
     }
 
     #[test]

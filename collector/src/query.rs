@@ -1,12 +1,13 @@
-//! The `Query` gRPC service: session listing, ordered transcripts (show, export, replay), each
-//! call gated by the reader policy and recorded in `access_audit` before it is answered.
+//! The `Query` gRPC service: session listing, ordered transcripts (show, export, replay) and
+//! bypass alerts, each call gated by the reader policy and recorded in `access_audit` before it is answered.
 use crate::auth::{ReadRefusal, ReaderAuth, bearer};
 use crate::metrics::Metrics;
 use crate::rows::PayloadRow;
 use gatehouse_gateway::auth::Identity;
 use gatehouse_proto::v1::query_server::Query;
 use gatehouse_proto::v1::{
-    Event, GetSessionRequest, ListSessionsRequest, ListSessionsResponse, SessionSummary,
+    Event, GetSessionRequest, ListAlertsRequest, ListAlertsResponse, ListSessionsRequest,
+    ListSessionsResponse, SessionSummary,
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,8 @@ use tonic::{Request, Response, Status};
 
 const DEFAULT_LIMIT: u32 = 1000;
 const MAX_LIMIT: u32 = 100_000;
+const DEFAULT_ALERT_LIMIT: u32 = 100;
+const MAX_ALERT_LIMIT: u32 = 10_000;
 
 pub struct QueryService {
     pub client: clickhouse::Client,
@@ -230,6 +233,64 @@ impl QueryService {
             .collect())
     }
 
+    /// Stored bypass alerts matching `f`, newest first, each the agent's event as stored.
+    /// Callers have been admitted.
+    pub async fn alerts(&self, f: &ListAlertsRequest) -> Result<Vec<Event>, Status> {
+        let action = match f.action.as_str() {
+            "" | "allowed" | "blocked" => f.action.as_str(),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "action: {other:?} is neither allowed nor blocked"
+                )));
+            }
+        };
+        let limit = match f.limit {
+            0 => DEFAULT_ALERT_LIMIT,
+            n => n.min(MAX_ALERT_LIMIT),
+        };
+        let text = [
+            ("node", f.node.as_str()),
+            ("namespace", f.namespace.as_str()),
+            ("pod", f.pod.as_str()),
+            ("workload", f.workload.as_str()),
+            ("matched_by", f.matched_by.as_str()),
+            ("action", action),
+        ];
+        let mut sql = String::from("SELECT payload FROM alerts WHERE 1");
+        for (column, v) in text {
+            if !v.is_empty() {
+                sql.push_str(&format!(" AND {column} = ?"));
+            }
+        }
+        if f.since_unix_nano != 0 {
+            sql.push_str(" AND time >= fromUnixTimestamp64Nano(toInt64(?))");
+        }
+        if f.until_unix_nano != 0 {
+            sql.push_str(" AND time <= fromUnixTimestamp64Nano(toInt64(?))");
+        }
+        // `LIMIT 1 BY event_id` hides redeliveries ReplacingMergeTree has not merged yet.
+        sql.push_str(" ORDER BY time DESC, event_id LIMIT 1 BY event_id LIMIT ?");
+        let mut q = self.client.query(&sql);
+        for (_, v) in text {
+            if !v.is_empty() {
+                q = q.bind(v);
+            }
+        }
+        for t in [f.since_unix_nano, f.until_unix_nano] {
+            if t != 0 {
+                q = q.bind(t);
+            }
+        }
+        let rows: Vec<PayloadRow> = q.bind(limit).fetch_all().await.map_err(internal)?;
+        rows.into_iter()
+            .map(|r| {
+                Event::decode(r.payload.as_ref()).map_err(|e| {
+                    Status::data_loss(format!("stored alert is not a gatehouse.v1.Event: {e}"))
+                })
+            })
+            .collect()
+    }
+
     /// The summary of the one session `prefix` names.
     pub async fn summary(&self, prefix: &str) -> Result<SessionSummary, Status> {
         let (id, _, _) = self.resolve(prefix).await?;
@@ -317,6 +378,16 @@ impl Query for QueryService {
         let r = req.get_ref();
         let rx = self.transcript(&r.session_id, r.from_seq).await?;
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_alerts(
+        &self,
+        req: Request<ListAlertsRequest>,
+    ) -> Result<Response<ListAlertsResponse>, Status> {
+        let target = format!("{:?}", req.get_ref());
+        self.admit(&grpc_caller(&req), "ListAlerts", target).await?;
+        let alerts = self.alerts(req.get_ref()).await?;
+        Ok(Response::new(ListAlertsResponse { alerts }))
     }
 }
 

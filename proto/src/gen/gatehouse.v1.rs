@@ -702,6 +702,43 @@ pub struct GetSessionRequest {
     #[prost(uint64, tag = "2")]
     pub from_seq: u64,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListAlertsRequest {
+    /// Exact node name.
+    #[prost(string, tag = "1")]
+    pub node: ::prost::alloc::string::String,
+    /// The pod's namespace.
+    #[prost(string, tag = "2")]
+    pub namespace: ::prost::alloc::string::String,
+    /// Exact pod name.
+    #[prost(string, tag = "3")]
+    pub pod: ::prost::alloc::string::String,
+    /// The pod's controller as `Kind/name` ("Deployment/api").
+    #[prost(string, tag = "4")]
+    pub workload: ::prost::alloc::string::String,
+    /// service_vip, endpoint_ip, node_ip, external or dns.
+    #[prost(string, tag = "5")]
+    pub matched_by: ::prost::alloc::string::String,
+    /// allowed or blocked (empty: both).
+    #[prost(string, tag = "6")]
+    pub action: ::prost::alloc::string::String,
+    /// Alerts at or after this time (0: no bound).
+    #[prost(int64, tag = "7")]
+    pub since_unix_nano: i64,
+    /// Alerts at or before this time (0: no bound).
+    #[prost(int64, tag = "8")]
+    pub until_unix_nano: i64,
+    /// Most alerts returned (0: the server's default of 100; at most 10000).
+    #[prost(uint32, tag = "9")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListAlertsResponse {
+    /// Newest first. Each is the agent's event byte for byte as stored: `event_id`, the time,
+    /// the producing agent and its `alert` payload (count and dedup window included).
+    #[prost(message, repeated, tag = "1")]
+    pub alerts: ::prost::alloc::vec::Vec<Event>,
+}
 /// Generated client implementations.
 pub mod ingest_client {
     #![allow(
@@ -1156,6 +1193,31 @@ pub mod query_client {
                 .insert(GrpcMethod::new("gatehouse.v1.Query", "GetSession"));
             self.inner.server_streaming(req, path, codec).await
         }
+        /// Bypass alerts from the node agents, newest first.
+        pub async fn list_alerts(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListAlertsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListAlertsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/gatehouse.v1.Query/ListAlerts",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("gatehouse.v1.Query", "ListAlerts"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1190,6 +1252,14 @@ pub mod query_server {
             &self,
             request: tonic::Request<super::GetSessionRequest>,
         ) -> std::result::Result<tonic::Response<Self::GetSessionStream>, tonic::Status>;
+        /// Bypass alerts from the node agents, newest first.
+        async fn list_alerts(
+            &self,
+            request: tonic::Request<super::ListAlertsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListAlertsResponse>,
+            tonic::Status,
+        >;
     }
     /// The read side. Callers present an OIDC JWT (`authorization: Bearer …`), checked like live
     /// access; only configured reader groups may list or read (else PERMISSION_DENIED). Every call
@@ -1357,6 +1427,49 @@ pub mod query_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/gatehouse.v1.Query/ListAlerts" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAlertsSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::ListAlertsRequest>
+                    for ListAlertsSvc<T> {
+                        type Response = super::ListAlertsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListAlertsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::list_alerts(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAlertsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

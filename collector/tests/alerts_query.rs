@@ -1,0 +1,326 @@
+//! The alerts read side against the real ClickHouse engine: `ListAlerts` filters (node,
+//! namespace, pod, workload, matched_by, action, time, limit), newest first with redeliveries
+//! folded, reader groups and the access audit; and the real `gatehouse alerts` CLI over it.
+#![allow(clippy::unwrap_used)]
+mod support;
+
+use gatehouse_proto::v1::event::Payload;
+use gatehouse_proto::v1::query_client::QueryClient;
+use gatehouse_proto::v1::{BypassAlert, Endpoint, Event, ListAlertsRequest, Verdict};
+use gatehouse_shipper::{Shipper, ShipperConfig, TlsConfig};
+use gatehouse_tests::collector_proc::CollectorPki;
+use gatehouse_tests::oidc::TestIssuer;
+use serde_json::Value;
+use std::time::Duration;
+use support::*;
+
+fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// An alert `hours_ago` hours old.
+fn alert(
+    hours_ago: i64,
+    node: &str,
+    ns: &str,
+    pod: &str,
+    verdict: Verdict,
+    matched_by: &str,
+) -> Event {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let t = now - hours_ago * 3_600_000_000_000;
+    Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        time_unix_nano: t,
+        payload: Some(Payload::Alert(BypassAlert {
+            node: node.into(),
+            pod_namespace: ns.into(),
+            pod_name: pod.into(),
+            container: "app".into(),
+            pid: 4242,
+            comm: "curl".into(),
+            cmdline: format!("curl -k https://10.96.0.1/api # {pod}"),
+            original_destination: Some(Endpoint {
+                ip: "10.96.0.1".into(),
+                port: 443,
+            }),
+            verdict: verdict as i32,
+            count: 2,
+            matched_by: matched_by.into(),
+            workload: format!("Deployment/{ns}"),
+            window_start_unix_nano: t - 60_000_000_000,
+            window_end_unix_nano: t,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// The real `gatehouse` CLI: (exit code, stdout, stderr).
+async fn gatehouse(args: &[String]) -> (i32, String, String) {
+    let bin = gatehouse_tests::binaries::path("gatehouse").unwrap();
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .env_remove("GATEHOUSE_TOKEN")
+        .env_remove("GATEHOUSE_COLLECTOR")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pods(alerts: &[Event]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|e| match &e.payload {
+            Some(Payload::Alert(a)) => a.pod_name.clone(),
+            other => panic!("not an alert: {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_filtered_newest_first_gated_audited_and_printed_by_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = clickhouse(tmp.path()).await;
+    let pki = CollectorPki::write(tmp.path()).unwrap();
+    let issuer = TestIssuer::start().await.unwrap();
+    let issuer_ca = tmp.path().join("issuer-ca.pem");
+    std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
+    let oidc = [
+        format!("--oidc-issuer-url={}", issuer.url),
+        "--oidc-audience=gatehouse".to_string(),
+        format!("--oidc-ca-file={}", issuer_ca.display()),
+        "--oidc-username-prefix=-".to_string(),
+        "--reader-groups=auditors".to_string(),
+    ];
+    let oidc: Vec<&str> = oidc.iter().map(String::as_str).collect();
+    let col = collector(tmp.path(), &ch, &pki, &oidc).await;
+
+    let web1 = alert(
+        3,
+        "node-a",
+        "payments",
+        "web-1",
+        Verdict::Allowed,
+        "service_vip",
+    );
+    let web2 = alert(
+        2,
+        "node-a",
+        "payments",
+        "web-2",
+        Verdict::Blocked,
+        "endpoint_ip",
+    );
+    let sys = alert(
+        1,
+        "node-b",
+        "kube-system",
+        "sys-1",
+        Verdict::Allowed,
+        "node_ip",
+    );
+    // web-1 journaled twice: a redelivery with the same event id is one alert.
+    let events = [web1.clone(), web2.clone(), sys.clone(), web1.clone()];
+    let j = journal(&tmp.path().join("journal"), &events);
+    let mut cfg = ShipperConfig::new(format!("https://{}", col.addr));
+    cfg.tls = Some(TlsConfig {
+        ca_pem: pki.server_ca.pem.clone().into_bytes(),
+        identity: None,
+        domain_name: Some("localhost".into()),
+    });
+    cfg.token = Some(pki.token.clone());
+    let task = tokio::spawn(
+        Shipper::new(j.clone(), cfg)
+            .unwrap()
+            .run(tokio::time::sleep(Duration::from_secs(60))),
+    );
+    assert!(wait_acked(&j, Duration::from_secs(60)).await);
+    task.abort();
+
+    let mut q = QueryClient::new(channel(&col.addr, &pki, None).await.unwrap());
+    let err = q
+        .list_alerts(ListAlertsRequest::default())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+    let mallory = issuer.token("mallory", &["dev"], "gatehouse").unwrap();
+    let err = q
+        .list_alerts(authed(ListAlertsRequest::default(), &mallory))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+
+    let auditor = issuer.token("ada", &["auditors"], "gatehouse").unwrap();
+    let list = |f: ListAlertsRequest| {
+        let mut q = q.clone();
+        let auditor = auditor.clone();
+        async move { q.list_alerts(authed(f, &auditor)).await }
+    };
+    let all = list(ListAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    assert_eq!(
+        all,
+        vec![sys.clone(), web2.clone(), web1.clone()],
+        "newest first, each stored alert once and byte for byte"
+    );
+    let cases = [
+        (
+            ListAlertsRequest {
+                node: "node-a".into(),
+                ..Default::default()
+            },
+            vec!["web-2", "web-1"],
+        ),
+        (
+            ListAlertsRequest {
+                action: "blocked".into(),
+                ..Default::default()
+            },
+            vec!["web-2"],
+        ),
+        (
+            ListAlertsRequest {
+                namespace: "payments".into(),
+                matched_by: "service_vip".into(),
+                ..Default::default()
+            },
+            vec!["web-1"],
+        ),
+        (
+            ListAlertsRequest {
+                workload: "Deployment/kube-system".into(),
+                ..Default::default()
+            },
+            vec!["sys-1"],
+        ),
+        (
+            ListAlertsRequest {
+                pod: "web-1".into(),
+                ..Default::default()
+            },
+            vec!["web-1"],
+        ),
+        (
+            ListAlertsRequest {
+                since_unix_nano: web2.time_unix_nano,
+                until_unix_nano: web2.time_unix_nano,
+                ..Default::default()
+            },
+            vec!["web-2"],
+        ),
+        (
+            ListAlertsRequest {
+                limit: 1,
+                ..Default::default()
+            },
+            vec!["sys-1"],
+        ),
+        (
+            ListAlertsRequest {
+                node: "node-c".into(),
+                ..Default::default()
+            },
+            vec![],
+        ),
+    ];
+    for (filter, want) in cases {
+        let got = list(filter.clone()).await.unwrap().into_inner().alerts;
+        assert_eq!(pods(&got), want, "{filter:?}");
+    }
+    let err = list(ListAlertsRequest {
+        action: "dropped".into(),
+        ..Default::default()
+    })
+    .await
+    .err()
+    .unwrap();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().starts_with("action: "), "{err}");
+
+    let audit = ch
+        .query_text(
+            "SELECT reader, allowed, count() FROM access_audit WHERE method = 'ListAlerts' \
+             GROUP BY reader, allowed ORDER BY reader",
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.trim_end(), "\t0\t1\nada\t1\t10\nmallory\t0\t1");
+
+    // The CLI, over the same API.
+    let ca = tmp.path().join("collector-ca.pem");
+    std::fs::write(&ca, &pki.server_ca.pem).unwrap();
+    let source = |token: &str| {
+        vec![
+            format!("--collector=https://{}", col.addr),
+            format!("--collector-ca={}", ca.display()),
+            "--collector-server-name=localhost".to_string(),
+            format!("--token={token}"),
+        ]
+    };
+    let mut args = vec![
+        "alerts".to_string(),
+        "--node=node-a".into(),
+        "--json".into(),
+    ];
+    args.extend(source(&auditor));
+    let (code, out, err) = gatehouse(&args).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["pod"], "web-2");
+    assert_eq!(lines[0]["action"], "blocked");
+    assert_eq!(lines[0]["event_id"], web2.event_id);
+    assert_eq!(lines[1]["pod"], "web-1");
+    assert_eq!(lines[1]["count"], 2);
+    assert_eq!(lines[1]["original_destination"], "10.96.0.1:443");
+
+    let mut args = vec![
+        "alerts".to_string(),
+        "--namespace=kube-system".into(),
+        "--since=90m".into(),
+    ];
+    args.extend(source(&auditor));
+    let (code, out, err) = gatehouse(&args).await;
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<&str> = out.lines().collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[0].starts_with("TIME"), "{out}");
+    assert!(rows[1].contains("kube-system/sys-1"), "{out}");
+    assert!(rows[1].contains("node_ip"), "{out}");
+
+    // Refused, misspelt and missing settings: one line each, with its exit code.
+    let mut args = vec!["alerts".to_string()];
+    args.extend(source(&mallory));
+    let (code, _, err) = gatehouse(&args).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("denied the read"), "{err}");
+    let mut args = vec!["alerts".to_string(), "--since=last tuesday".into()];
+    args.extend(source(&auditor));
+    let (code, _, err) = gatehouse(&args).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("invalid time \"last tuesday\""), "{err}");
+    let (code, _, err) = gatehouse(&["alerts".to_string()]).await;
+    assert_eq!(code, 64, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("pass --collector"), "{err}");
+}
