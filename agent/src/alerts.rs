@@ -66,12 +66,53 @@ pub struct Alerts {
     done_order: VecDeque<WindowId>,
     /// CLOCK_REALTIME − CLOCK_MONOTONIC, to stamp kernel times as wall-clock.
     mono_to_wall_ns: i128,
+    /// The boot time in whole seconds (`btime`): the same for every agent run on this boot, so
+    /// a window's event id (which embeds a time) is too.
+    boot_unix_s: u64,
 }
 
 /// CLOCK_MONOTONIC in ns: the clock `bpf_ktime_get_ns` reads.
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// The event id of one dedup window's alert: a UUIDv7 whose time is the window's start and whose
+/// other bits are a digest of the node, the key and the window's kernel start time. A window
+/// reported again after a crash gets the same id, which downstream stores fold into one.
+fn window_event_id(node: &str, key: &DedupKey, start_mono_ns: u64, boot_unix_s: u64) -> String {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(node.as_bytes());
+    h.update([0]);
+    h.update(key.cgroup_id.to_le_bytes());
+    h.update(key.tgid.to_le_bytes());
+    h.update(key.port_be.to_le_bytes());
+    h.update(key.family.to_le_bytes());
+    h.update(key.addr);
+    h.update([key.verdict]);
+    h.update(start_mono_ns.to_le_bytes());
+    let digest = h.finalize();
+    let mut rand = [0u8; 10];
+    rand.copy_from_slice(&digest[..10]);
+    let millis = boot_unix_s
+        .saturating_mul(1_000)
+        .saturating_add(start_mono_ns / 1_000_000);
+    uuid::Builder::from_unix_timestamp_millis(millis, &rand)
+        .into_uuid()
+        .to_string()
+}
+
+/// `btime` from /proc/stat: when this boot began, in seconds since the epoch (0 if unknown;
+/// ids then still repeat for a window, only their time is off).
+fn boot_unix_s() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -100,6 +141,7 @@ impl Alerts {
             done: HashSet::new(),
             done_order: VecDeque::new(),
             mono_to_wall_ns: wall_ns() - i128::from(monotonic_ns()),
+            boot_unix_s: boot_unix_s(),
         }
     }
 
@@ -189,8 +231,11 @@ impl Alerts {
         Ok(())
     }
 
-    /// Reads the window's count and deletes it from `DEDUP`, so the next connect opens a new
-    /// window (reported on its own) rather than adding to one already written.
+    /// Reads the window's count, writes the alert, then deletes the window from `DEDUP`, so the
+    /// next connect opens a new window (reported on its own) rather than adding to one already
+    /// written. Deleting only after the journal has the alert makes a crash in between report
+    /// the window again (the next agent's sweep), under the same event id: at-least-once, never
+    /// lost.
     fn close(
         &mut self,
         kernel: &mut Kernel,
@@ -198,9 +243,10 @@ impl Alerts {
         who: Attribution,
     ) -> Result<(), AgentError> {
         let (key, start) = id;
+        let mut written = false;
         let count = match kernel.dedup.get(&key, 0) {
             Ok(v) if v.window_start_ns == start => {
-                let _ = kernel.dedup.remove(&key);
+                written = true;
                 v.count
             }
             // Rolled over: the newer window's event carries this one's count; it was handled
@@ -214,9 +260,20 @@ impl Alerts {
             // Evicted from the LRU under pressure: the first connect is all that is known.
             Err(_) => 1,
         };
-        let final_dest = kernel.final_dest.get(&who.socket_cookie, 0).ok();
-        let _ = kernel.final_dest.remove(&who.socket_cookie);
-        self.finish(kernel, id, who, count, final_dest)
+        let cookie = who.socket_cookie;
+        let final_dest = kernel.final_dest.get(&cookie, 0).ok();
+        self.finish(kernel, id, who, count, final_dest)?;
+        let _ = kernel.final_dest.remove(&cookie);
+        // Only the window just written: a connect racing this may have opened a newer one.
+        if written
+            && kernel
+                .dedup
+                .get(&key, 0)
+                .is_ok_and(|v| v.window_start_ns == start)
+        {
+            let _ = kernel.dedup.remove(&key);
+        }
+        Ok(())
     }
 
     fn finish(
@@ -227,14 +284,8 @@ impl Alerts {
         count: u64,
         final_dest: Option<FinalDest>,
     ) -> Result<(), AgentError> {
-        if !self.done.insert(id) {
+        if self.done.contains(&id) {
             return Ok(());
-        }
-        self.done_order.push_back(id);
-        if self.done_order.len() > DONE_CAP
-            && let Some(old) = self.done_order.pop_front()
-        {
-            self.done.remove(&old);
         }
         let (key, start) = id;
         let start_wall = (i128::from(start) + self.mono_to_wall_ns) as i64;
@@ -285,7 +336,7 @@ impl Alerts {
             window_end_unix_nano: end_wall,
         };
         let event = Event {
-            event_id: uuid::Uuid::now_v7().to_string(),
+            event_id: window_event_id(&self.node, &key, start, self.boot_unix_s),
             time_unix_nano: wall_ns() as i64,
             producer: Some(Producer {
                 component: "agent".into(),
@@ -297,6 +348,14 @@ impl Alerts {
         };
         match self.journal.append(&event.encode_to_vec()) {
             Ok(_) => {
+                // Done only once written: a failed write is retried by the next sweep.
+                self.done.insert(id);
+                self.done_order.push_back(id);
+                if self.done_order.len() > DONE_CAP
+                    && let Some(old) = self.done_order.pop_front()
+                {
+                    self.done.remove(&old);
+                }
                 self.metrics.alerts.inc();
                 self.metrics.alerted_connects.inc_by(count);
                 tracing::info!(
@@ -397,5 +456,40 @@ fn endpoint(family: u16, addr: &[u8; 16], port: u16) -> Endpoint {
     Endpoint {
         ip: ip.to_string(),
         port: u32::from(port),
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::{DedupKey, window_event_id};
+
+    fn key(tgid: u32) -> DedupKey {
+        DedupKey {
+            cgroup_id: 42,
+            tgid,
+            port_be: 443u16.to_be(),
+            family: 2,
+            addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            verdict: 0,
+            _pad: [0; 7],
+        }
+    }
+
+    #[test]
+    fn a_window_keeps_its_event_id_across_agent_runs_and_others_differ() {
+        let boot = 1_700_000_000;
+        let id = window_event_id("node-a", &key(7), 5_000_000_000, boot);
+        assert_eq!(id, window_event_id("node-a", &key(7), 5_000_000_000, boot));
+        let u = uuid::Uuid::parse_str(&id).unwrap();
+        assert_eq!(u.get_version_num(), 7);
+        let (secs, _) = u.get_timestamp().unwrap().to_unix();
+        assert_eq!(secs, boot + 5, "the id's time is the window's start");
+        for other in [
+            window_event_id("node-a", &key(8), 5_000_000_000, boot),
+            window_event_id("node-a", &key(7), 5_000_000_001, boot),
+            window_event_id("node-b", &key(7), 5_000_000_000, boot),
+        ] {
+            assert_ne!(id, other);
+        }
     }
 }
