@@ -256,6 +256,7 @@ async fn demo(
                 collector_addr: &col.addr,
                 collector_ca: &col_ca,
                 ingest_token: &agent_token,
+                reader_token: &issuer.token("auditor", &["auditors"], "gatehouse")?,
                 webhook: &mut receiver,
                 direct_kubeconfig: &direct,
             };

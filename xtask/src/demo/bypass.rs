@@ -1,7 +1,7 @@
 //! The demo's bypass step, as root: the real node agent (eBPF, audit mode) watching a demo pod's
 //! cgroup, real kubectl connecting from inside it straight to the API server, and the alert read
-//! back from ClickHouse and from the collector's webhook routing. Everything it starts (agent,
-//! cgroups, pinned maps) is removed on drop, so failures and ctrl-c clean up too.
+//! back with `gatehouse alerts` from the collector and from its webhook routing. Everything it
+//! starts (agent, cgroups, pinned maps) is removed on drop, so failures and ctrl-c clean up too.
 use super::webhook;
 use anyhow::Context;
 use gatehouse_tests::apiserver::{ADMIN_TOKEN, TestApiServer};
@@ -108,6 +108,8 @@ pub struct Ctx<'a> {
     pub collector_ca: &'a Path,
     /// An ingest token the collector accepts (its `--ingest-token-file` lists it).
     pub ingest_token: &'a str,
+    /// An OIDC token of a reader group, for `gatehouse alerts`.
+    pub reader_token: &'a str,
     pub webhook: &'a mut webhook::Receiver,
     /// A kubeconfig straight to the API server.
     pub direct_kubeconfig: &'a Path,
@@ -279,11 +281,6 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// The columns of the stored alert the demo prints.
-const ALERT_QUERY: &str = "SELECT node, namespace, pod, container, service_account, comm, tgid, \
-     exe, cmdline, original_destination, final_destination, matched_by, action, count, reasons, \
-     host_process FROM alerts FORMAT Vertical";
-
 /// Runs the bypass step. Drop order cleans up: the agent first (its programs detach), then the
 /// demo cgroup, then the pinned maps.
 pub async fn run(ready: &Ready, cx: Ctx<'_>) -> anyhow::Result<()> {
@@ -434,8 +431,36 @@ pub async fn run(ready: &Ready, cx: Ctx<'_>) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    println!("$ clickhouse: {ALERT_QUERY}");
-    print!("{}", cx.ch.query_text(ALERT_QUERY).await?);
+    // Read back as an operator would: the CLI over the collector's Query API (reader group,
+    // access audit), not ClickHouse directly.
+    let source = [
+        format!("--collector=https://{}", cx.collector_addr),
+        format!("--collector-ca={}", cx.collector_ca.display()),
+        "--collector-server-name=localhost".to_string(),
+    ];
+    for extra in [&[][..], &["--json"][..]] {
+        println!(
+            "$ gatehouse alerts --collector https://{} --namespace {POD_NAMESPACE} {}",
+            cx.collector_addr,
+            extra.join(" ")
+        );
+        let out = tokio::process::Command::new(gatehouse_tests::binaries::path("gatehouse")?)
+            .arg("alerts")
+            .args(&source)
+            .args(["--namespace", POD_NAMESPACE])
+            .args(extra)
+            .env("GATEHOUSE_TOKEN", cx.reader_token)
+            .output()
+            .await
+            .context("running gatehouse alerts")?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        anyhow::ensure!(
+            out.status.success(),
+            "gatehouse alerts failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
 
     println!(
         "the collector routed it to the demo's webhook receiver ({}):",
