@@ -4,15 +4,49 @@
 #![allow(clippy::unwrap_used)]
 mod support;
 
+use bytes::Bytes;
 use gatehouse_proto::v1::event::Payload;
 use gatehouse_proto::v1::query_client::QueryClient;
 use gatehouse_proto::v1::{BypassAlert, Endpoint, Event, ListAlertsRequest, Verdict};
 use gatehouse_shipper::{Shipper, ShipperConfig, TlsConfig};
 use gatehouse_tests::collector_proc::CollectorPki;
 use gatehouse_tests::oidc::TestIssuer;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 use std::time::Duration;
 use support::*;
+
+/// `GET url` over HTTPS trusting the collector's test CA: (status, body).
+async fn get(pki: &CollectorPki, url: &str, token: &str) -> (u16, Value) {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.server_ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http2()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+    let req = http::Request::get(url)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
 
 fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
@@ -262,6 +296,36 @@ async fn alerts_are_filtered_newest_first_gated_audited_and_printed_by_the_cli()
         .await
         .unwrap();
     assert_eq!(audit.trim_end(), "\t0\t1\nada\t1\t10\nmallory\t0\t1");
+
+    // The JSON API, through the same query and audit.
+    let base = format!(
+        "https://localhost:{}/v1/alerts",
+        col.addr.rsplit(':').next().unwrap()
+    );
+    let (code, body) = get(
+        &pki,
+        &format!("{base}?node=node-a&action=blocked"),
+        &auditor,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let got = body["alerts"].as_array().unwrap();
+    assert_eq!(got.len(), 1, "{body}");
+    assert_eq!(got[0]["event_id"], web2.event_id);
+    assert_eq!(got[0]["matched_by"], "endpoint_ip");
+    let (code, body) = get(&pki, &format!("{base}?user=ada"), &auditor).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["error"]["status"], "INVALID_ARGUMENT");
+    let (code, body) = get(&pki, &base, &mallory).await;
+    assert_eq!(code, 403, "{body}");
+    let audit = ch
+        .query_text(
+            "SELECT reader, allowed, count() FROM access_audit WHERE method = 'GET /v1/alerts' \
+             GROUP BY reader, allowed ORDER BY reader",
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.trim_end(), "ada\t1\t2\nmallory\t0\t1");
 
     // The CLI, over the same API.
     let ca = tmp.path().join("collector-ca.pem");
