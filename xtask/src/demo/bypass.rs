@@ -440,9 +440,9 @@ pub async fn run(ready: &Ready, cx: Ctx<'_>) -> anyhow::Result<()> {
     ];
     for extra in [&[][..], &["--json"][..]] {
         println!(
-            "$ gatehouse alerts --collector https://{} --namespace {POD_NAMESPACE} {}",
+            "$ gatehouse alerts --collector https://{} --namespace {POD_NAMESPACE}{}",
             cx.collector_addr,
-            extra.join(" ")
+            extra.iter().map(|a| format!(" {a}")).collect::<String>()
         );
         let out = tokio::process::Command::new(gatehouse_tests::binaries::path("gatehouse")?)
             .arg("alerts")
