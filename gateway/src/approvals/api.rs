@@ -300,7 +300,14 @@ pub async fn serve(
                 created: SystemTime::now(),
                 expires: after(d),
             };
-            approvals.grant(grant.clone());
+            if let Err(e) = approvals.grant(grant.clone()) {
+                tracing::error!(error = %crate::error_chain(&e), "refusing a grant that could not be saved");
+                return status_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "gatehouse: the grant could not be saved, so it was not created; retry later",
+                );
+            }
             let out = serde_json::to_value(&grant).unwrap_or_default();
             record_action(
                 recorder,

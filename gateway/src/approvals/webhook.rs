@@ -1,5 +1,6 @@
 //! Announces a pending approval with one JSON POST: the approval itself (`generic`), or a Slack
-//! incoming-webhook message (`slack`). Best effort: a failed delivery is logged, the hold goes on.
+//! incoming-webhook message (`slack`). Retried on 5xx and connection failures; a delivery that
+//! still fails is logged and the hold goes on.
 use super::Approval;
 use bytes::Bytes;
 use gatehouse_policy::{Webhook, WebhookFormat};
@@ -26,17 +27,37 @@ pub fn payload(format: WebhookFormat, a: &Approval) -> serde_json::Value {
     }
 }
 
+/// Attempts per notification: a 5xx answer or a failed connection is retried after 1 s, then
+/// 2 s; a 4xx answer is final (the receiver refuses this payload).
+pub const ATTEMPTS: u32 = 3;
+
 /// Posts in the background.
 pub fn notify(hook: &Webhook, a: &Approval) {
     let url = hook.url.clone();
     let body = payload(hook.format, a).to_string();
+    let id = a.id.clone();
     tokio::spawn(async move {
-        match post(&url, body).await {
-            Ok(status) if status.is_success() => {}
-            Ok(status) => {
-                tracing::warn!(%url, %status, "approval webhook refused the notification")
+        for attempt in 1..=ATTEMPTS {
+            let retry = match post(&url, body.clone()).await {
+                Ok(status) if status.is_success() => return,
+                Ok(status) if status.is_server_error() => {
+                    tracing::warn!(%url, %status, attempt, id, "approval webhook failed");
+                    true
+                }
+                Ok(status) => {
+                    tracing::warn!(%url, %status, id, "approval webhook refused the notification");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(%url, error = %e, attempt, id, "approval webhook failed");
+                    true
+                }
+            };
+            if !retry || attempt == ATTEMPTS {
+                tracing::error!(%url, id, "approval webhook not delivered; the request stays held");
+                return;
             }
-            Err(e) => tracing::warn!(%url, error = %e, "approval webhook failed"),
+            tokio::time::sleep(Duration::from_secs(1 << (attempt - 1))).await;
         }
     });
 }

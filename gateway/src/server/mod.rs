@@ -43,6 +43,8 @@ pub enum BuildError {
     Policy(#[from] gatehouse_policy::LoadError),
     #[error("invalid digest signing key")]
     SigningKey(#[from] crate::transcript::signing::SigningKeyError),
+    #[error("cannot load approvals and grants")]
+    Approvals(#[from] crate::approvals::store::StoreError),
     #[error("--capture-bytes {0} is larger than the journal's largest record allows")]
     CaptureTooLarge(u64),
 }
@@ -150,7 +152,8 @@ impl Gateway {
             metrics: metrics.clone(),
             impersonator,
             policy,
-            approvals: Arc::new(crate::approvals::Approvals::new()),
+            // Grants and the approvals' history survive restarts, next to the journal.
+            approvals: Arc::new(crate::approvals::Approvals::with_store(&args.journal_dir)?),
         });
         let ops = Ops {
             metrics,
