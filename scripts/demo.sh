@@ -17,4 +17,4 @@ if [ "$(id -u)" = 0 ] && ! command -v bpf-linker >/dev/null; then
     export PATH="$EBPF_TOOLS_BIN:$PATH"
   fi
 fi
-exec cargo run --quiet --package xtask -- demo
+exec cargo run --quiet --package xtask -- demo "$@"

@@ -11,8 +11,67 @@ use gatehouse_tests::clickhouse::TestClickHouse;
 use gatehouse_tests::collector_proc::{CollectorPki, CollectorProc};
 use gatehouse_tests::gateway_proc::GatewayProc;
 use gatehouse_tests::oidc::TestIssuer;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokio::process::Command;
+
+/// `cargo xtask demo [--kubeconfig PATH [--context NAME] [--exec-pod NS/POD[/CONTAINER]]]`.
+#[derive(Debug, Default, clap::Args)]
+pub struct Args {
+    /// Put the gateway in front of this real cluster instead of the test API server: the
+    /// gateway forwards with this kubeconfig's credential and impersonates `agent-ops`, so the
+    /// cluster's RBAC decides what the scripted session may do.
+    #[arg(long, env = "GATEHOUSE_DEMO_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, env = "GATEHOUSE_DEMO_CONTEXT", requires = "kubeconfig")]
+    pub context: Option<String>,
+    /// With --kubeconfig: a running pod the session execs into (`NS/POD` or `NS/POD/CONTAINER`);
+    /// without it the real-cluster session has no exec.
+    #[arg(long, env = "GATEHOUSE_DEMO_EXEC_POD", requires = "kubeconfig")]
+    pub exec_pod: Option<String>,
+}
+
+/// Where the demo's gateway forwards.
+enum Upstream {
+    /// The test API server (a stand-in for a cluster), with the demo's objects.
+    Test(Box<TestApiServer>),
+    /// A real cluster: the user's kubeconfig, context and optional exec target.
+    Real {
+        kubeconfig: PathBuf,
+        context: Option<String>,
+        exec: Option<ExecPod>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ExecPod {
+    namespace: String,
+    pod: String,
+    container: Option<String>,
+}
+
+impl std::str::FromStr for ExecPod {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let parts: Vec<&str> = s.split('/').collect();
+        match parts.as_slice() {
+            [ns, pod] if !ns.is_empty() && !pod.is_empty() => Ok(Self {
+                namespace: (*ns).into(),
+                pod: (*pod).into(),
+                container: None,
+            }),
+            [ns, pod, c] if !ns.is_empty() && !pod.is_empty() && !c.is_empty() => Ok(Self {
+                namespace: (*ns).into(),
+                pod: (*pod).into(),
+                container: Some((*c).into()),
+            }),
+            _ => {
+                anyhow::bail!("--exec-pod {s:?}: expected NAMESPACE/POD or NAMESPACE/POD/CONTAINER")
+            }
+        }
+    }
+}
 
 const MANIFEST: &str = "apiVersion: v1
 kind: ConfigMap
@@ -40,10 +99,30 @@ fn step(n: u32, what: &str) {
     println!("\n==> [{n}/7] {what}");
 }
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    // Checked before anything is built or started.
+    let real = match &args.kubeconfig {
+        Some(path) => {
+            anyhow::ensure!(
+                path.is_file(),
+                "--kubeconfig {}: no such file; pass the kubeconfig of the cluster to put the gateway in front of",
+                path.display()
+            );
+            let exec = args.exec_pod.as_deref().map(str::parse).transpose()?;
+            Some((path.clone(), args.context.clone(), exec))
+        }
+        None => None,
+    };
     let tools = crate::tools::tools_bin()?;
     // Decided before the build: the bypass step needs the agent built with its eBPF object.
-    let bypass = bypass::prepare();
+    // Against a real cluster the agent belongs on that cluster's nodes (the chart's DaemonSet).
+    let bypass = match real {
+        Some(_) => Err(
+            "against a real cluster the node agent runs on that cluster's nodes (the chart's DaemonSet), not on this machine"
+                .to_string(),
+        ),
+        None => bypass::prepare(),
+    };
     let mut packages = vec![
         "-p",
         "gatehouse-gateway",
@@ -80,7 +159,7 @@ pub fn run() -> anyhow::Result<()> {
         // On ctrl-c the demo future is dropped, and with it everything it started: the agent,
         // its cgroup and pinned maps, the gateway, collector and ClickHouse engine.
         tokio::select! {
-            r = demo(&dir, &tools, bypass) => r,
+            r = demo(&dir, &tools, bypass, real) => r,
             _ = tokio::signal::ctrl_c() => {
                 println!("\ninterrupted: cleaning up");
                 Err(anyhow::anyhow!("interrupted"))
@@ -110,6 +189,7 @@ async fn demo(
     dir: &Path,
     tools: &Path,
     bypass: Result<bypass::Ready, String>,
+    real: Option<(PathBuf, Option<String>, Option<ExecPod>)>,
 ) -> anyhow::Result<()> {
     // The test API server stands in for a cluster; point --kubeconfig at a real one instead.
     let mut opts = ApiServerOptions::default();
@@ -136,9 +216,32 @@ async fn demo(
     // The collector routes stored bypass alerts to this local receiver (and prints nothing
     // unless one arrives).
     let mut receiver = webhook::Receiver::start().await?;
-    let api = TestApiServer::start(opts).await?;
-    let upstream_kubeconfig = dir.join("upstream.kubeconfig");
-    api.write_kubeconfig(&upstream_kubeconfig, GATEWAY_TOKEN)?;
+    let upstream = match real {
+        Some((kubeconfig, context, exec)) => Upstream::Real {
+            kubeconfig,
+            context,
+            exec,
+        },
+        None => Upstream::Test(Box::new(TestApiServer::start(opts).await?)),
+    };
+    let mut upstream_args = vec!["--upstream-mode=kubeconfig".to_string()];
+    match &upstream {
+        Upstream::Test(api) => {
+            let path = dir.join("upstream.kubeconfig");
+            api.write_kubeconfig(&path, GATEWAY_TOKEN)?;
+            upstream_args.push(format!("--kubeconfig={}", path.display()));
+        }
+        Upstream::Real {
+            kubeconfig,
+            context,
+            ..
+        } => {
+            upstream_args.push(format!("--kubeconfig={}", kubeconfig.display()));
+            if let Some(c) = context {
+                upstream_args.push(format!("--kube-context={c}"));
+            }
+        }
+    }
     let issuer = TestIssuer::start().await?;
     let issuer_ca = dir.join("issuer-ca.pem");
     std::fs::write(&issuer_ca, &issuer.ca_pem)?;
@@ -155,10 +258,19 @@ async fn demo(
     ]);
     let col = CollectorProc::start(dir, 0, &col_args).await?;
     println!("collector {}  ClickHouse {}", col.addr, ch.url);
-    step(
-        3,
-        "starting the gateway in front of the test API server (a stand-in: --kubeconfig points it at a real cluster)",
-    );
+    match &upstream {
+        Upstream::Test(_) => step(
+            3,
+            "starting the gateway in front of the test API server (a stand-in; `cargo xtask demo --kubeconfig PATH` uses a real cluster)",
+        ),
+        Upstream::Real { kubeconfig, .. } => step(
+            3,
+            &format!(
+                "starting the gateway in front of the cluster in {}",
+                kubeconfig.display()
+            ),
+        ),
+    }
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY)?;
     let client = pki.client_ca.issue_client("gateway-test", &[])?;
@@ -175,27 +287,32 @@ async fn demo(
         dir,
         &journal,
         &[
-            "--upstream-mode=kubeconfig".into(),
-            format!("--kubeconfig={}", upstream_kubeconfig.display()),
-            format!("--oidc-issuer-url={}", issuer.url),
-            "--oidc-audience=gatehouse".into(),
-            format!("--oidc-ca-file={}", issuer_ca.display()),
-            "--oidc-username-prefix=-".into(),
-            format!("--policy-file={}", policy.display()),
-            format!("--collector-url=https://{}", col.addr),
-            format!("--collector-ca-file={}", col_ca.display()),
-            format!("--collector-client-cert={}", cert.display()),
-            format!("--collector-client-key={}", key.display()),
-            "--collector-server-name=localhost".into(),
-        ],
+            upstream_args,
+            vec![
+                format!("--oidc-issuer-url={}", issuer.url),
+                "--oidc-audience=gatehouse".into(),
+                format!("--oidc-ca-file={}", issuer_ca.display()),
+                "--oidc-username-prefix=-".into(),
+                format!("--policy-file={}", policy.display()),
+                format!("--collector-url=https://{}", col.addr),
+                format!("--collector-ca-file={}", col_ca.display()),
+                format!("--collector-client-cert={}", cert.display()),
+                format!("--collector-client-key={}", key.display()),
+                "--collector-server-name=localhost".into(),
+            ],
+        ]
+        .concat(),
     )
     .await?;
-    println!(
-        "test API server {}  gateway {}  journal {}\n",
-        api.url(),
-        gw.url,
-        journal.display()
-    );
+    match &upstream {
+        Upstream::Test(api) => println!(
+            "test API server {}  gateway {}  journal {}\n",
+            api.url(),
+            gw.url,
+            journal.display()
+        ),
+        Upstream::Real { .. } => println!("gateway {}  journal {}\n", gw.url, journal.display()),
+    }
 
     let agent = dir.join("agent.kubeconfig");
     gw.write_kubeconfig(
@@ -206,25 +323,10 @@ async fn demo(
     std::fs::write(&manifest, MANIFEST)?;
     let m = manifest.display().to_string();
     step(4, "kubectl as agent-ops through the gateway");
-    let commands: Vec<Vec<&str>> = vec![
-        vec!["get", "pods", "-n", "payments"],
-        vec!["logs", "checkout-7b9", "-n", "payments", "--tail", "3"],
-        vec!["describe", "pod", "checkout-7b9", "-n", "payments"],
-        vec![
-            "exec",
-            "checkout-7b9",
-            "-n",
-            "payments",
-            "-c",
-            "app",
-            "--",
-            "sh",
-            "-c",
-            "echo checking the flags; echo checkout_v2=true",
-        ],
-        vec!["apply", "-f", &m],
-        vec!["delete", "configmap", "feature-flags", "-n", "payments"],
-    ];
+    let commands = match &upstream {
+        Upstream::Test(_) => test_session(&m),
+        Upstream::Real { exec, .. } => real_session(exec.as_ref()),
+    };
     let home = dir.join("home");
     std::fs::create_dir_all(&home)?;
     for args in &commands {
@@ -243,15 +345,15 @@ async fn demo(
         5,
         "a direct connection to the API server, around the gateway (bypass), and the node agent's alert",
     );
-    let direct = dir.join("direct.kubeconfig");
-    std::fs::write(&direct, api.kubeconfig(ADMIN_TOKEN))?;
-    let bypass_failed = match bypass {
-        Ok(ready) => {
+    let bypass_failed = match (bypass, &upstream) {
+        (Ok(ready), Upstream::Test(api)) => {
+            let direct = dir.join("direct.kubeconfig");
+            std::fs::write(&direct, api.kubeconfig(ADMIN_TOKEN))?;
             let cx = bypass::Ctx {
                 dir,
                 kubectl: tools.join("kubectl"),
                 home: &home,
-                api: &api,
+                api,
                 ch: &ch,
                 collector_addr: &col.addr,
                 collector_ca: &col_ca,
@@ -265,7 +367,16 @@ async fn demo(
                 println!("bypass step FAILED: {e:#}");
             })
         }
-        Err(why) => {
+        (Ok(_), Upstream::Real { .. }) => {
+            anyhow::bail!("the bypass step was prepared for the test API server only")
+        }
+        (Err(why), Upstream::Real { .. }) => {
+            println!("bypass step skipped: {why}");
+            None
+        }
+        (Err(why), Upstream::Test(api)) => {
+            let direct = dir.join("direct.kubeconfig");
+            std::fs::write(&direct, api.kubeconfig(ADMIN_TOKEN))?;
             println!(
                 "$ kubectl get pods -n payments   (straight to the API server, not via the gateway)"
             );
@@ -369,12 +480,127 @@ async fn demo(
             .await?;
         print!("{}", String::from_utf8_lossy(&out.stdout));
     }
-    println!("\ncleaning up: gateway, collector, ClickHouse engine, test API server, issuer");
+    let stand_in = match upstream {
+        Upstream::Test(_) => ", test API server",
+        Upstream::Real { .. } => "",
+    };
+    println!("\ncleaning up: gateway, collector, ClickHouse engine{stand_in}, issuer");
     gw.stop().await?;
     drop(col);
     drop(ch);
+    drop(upstream);
     match bypass_failed {
         Some(e) => Err(e.context("the bypass step failed (see above)")),
         None => Ok(()),
+    }
+}
+
+/// The scripted session against the test API server, whose objects the demo seeded.
+fn test_session(manifest: &str) -> Vec<Vec<String>> {
+    let cmds: [&[&str]; 6] = [
+        &["get", "pods", "-n", "payments"],
+        &["logs", "checkout-7b9", "-n", "payments", "--tail", "3"],
+        &["describe", "pod", "checkout-7b9", "-n", "payments"],
+        &[
+            "exec",
+            "checkout-7b9",
+            "-n",
+            "payments",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "echo checking the flags; echo checkout_v2=true",
+        ],
+        &["apply", "-f", manifest],
+        &["delete", "configmap", "feature-flags", "-n", "payments"],
+    ];
+    cmds.iter()
+        .map(|c| c.iter().map(|s| s.to_string()).collect())
+        .collect()
+}
+
+/// The scripted session against a real cluster: reads that need no seeded objects, who the
+/// cluster thinks the caller is (the impersonated `agent-ops`), an exec when a pod is named,
+/// and a delete the gateway's policy refuses before it reaches the cluster.
+fn real_session(exec: Option<&ExecPod>) -> Vec<Vec<String>> {
+    let mut cmds: Vec<Vec<String>> = vec![
+        vec!["auth".into(), "whoami".into()],
+        vec!["get".into(), "namespaces".into()],
+        vec![
+            "get".into(),
+            "pods".into(),
+            "-n".into(),
+            "kube-system".into(),
+        ],
+    ];
+    if let Some(e) = exec {
+        let mut c = vec![
+            "exec".to_string(),
+            e.pod.clone(),
+            "-n".into(),
+            e.namespace.clone(),
+        ];
+        if let Some(container) = &e.container {
+            c.extend(["-c".into(), container.clone()]);
+        }
+        c.extend([
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            "echo hello from $(hostname)".into(),
+        ]);
+        cmds.push(c);
+    }
+    cmds.push(
+        ["delete", "configmap", "feature-flags", "-n", "payments"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
+    cmds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_pod_parses_two_or_three_parts_and_refuses_the_rest() {
+        let e: ExecPod = "payments/checkout-7b9".parse().unwrap();
+        assert_eq!(
+            (e.namespace.as_str(), e.pod.as_str(), e.container),
+            ("payments", "checkout-7b9", None)
+        );
+        let e: ExecPod = "payments/checkout-7b9/app".parse().unwrap();
+        assert_eq!(e.container.as_deref(), Some("app"));
+        for bad in ["checkout-7b9", "payments/", "/pod", "a/b/c/d", "a//c"] {
+            let err = bad.parse::<ExecPod>().unwrap_err().to_string();
+            assert!(err.contains("NAMESPACE/POD"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_real_cluster_session_ends_with_the_refused_delete_and_execs_only_when_asked() {
+        let without = real_session(None);
+        assert!(without.iter().all(|c| c[0] != "exec"));
+        assert_eq!(without.last().unwrap()[0], "delete");
+        let with = real_session(Some(&"ns/p/c".parse().unwrap()));
+        let exec = with.iter().find(|c| c[0] == "exec").unwrap();
+        assert_eq!(&exec[1..6], ["p", "-n", "ns", "-c", "c"]);
+    }
+
+    #[test]
+    fn a_missing_kubeconfig_is_refused_before_anything_is_built() {
+        let args = Args {
+            kubeconfig: Some(PathBuf::from("/nonexistent/kubeconfig")),
+            ..Args::default()
+        };
+        let err = run(&args).unwrap_err().to_string();
+        assert!(
+            err.contains("/nonexistent/kubeconfig") && err.contains("no such file"),
+            "{err}"
+        );
     }
 }

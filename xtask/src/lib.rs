@@ -34,7 +34,7 @@ pub enum Cmd {
         target: String,
     },
     /// Run the demo: real kubectl through the real gateway, then the transcript.
-    Demo,
+    Demo(demo::Args),
     /// Build the shipped binaries (release: LTO, stripped), check them, print their sizes.
     Dist(dist::Args),
 }
@@ -48,7 +48,7 @@ pub fn workspace_root() -> PathBuf {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Codegen => codegen::generate(&workspace_root().join("proto/src/gen")),
-        Cmd::Demo => demo::run(),
+        Cmd::Demo(args) => demo::run(&args),
         Cmd::Dist(args) => dist::run(&args),
         Cmd::Bench { target } if target == "agent" => bench_agent::agent(),
         Cmd::Bench { target } if target == "policy" => bench_policy::policy(),
