@@ -1,63 +1,9 @@
 //! `gatehouse alerts`: the node agents' bypass alerts as the collector stores them, printed as
 //! a table or JSON lines (one alert per line, the same object `GET /v1/alerts` returns).
 use crate::error::CliError;
-use crate::time::rfc3339;
-use gatehouse_proto::v1::{BypassAlert, Endpoint, Event, Verdict, event::Payload};
-use serde_json::{Value, json};
+use gatehouse_proto::json::{action, alert_json, endpoint, rfc3339};
+use gatehouse_proto::v1::{Event, event::Payload};
 use std::io::Write;
-
-/// An endpoint as `ip:port` (`[ip]:port` for IPv6), empty when unknown.
-fn endpoint(e: Option<&Endpoint>) -> String {
-    match e {
-        Some(e) if e.ip.contains(':') => format!("[{}]:{}", e.ip, e.port),
-        Some(e) => format!("{}:{}", e.ip, e.port),
-        None => String::new(),
-    }
-}
-
-fn action(a: &BypassAlert) -> &'static str {
-    match a.verdict() {
-        Verdict::Allowed => "allowed",
-        Verdict::Blocked => "blocked",
-        Verdict::Unspecified => "unspecified",
-    }
-}
-
-/// One stored alert event as JSON: where, who, what it reached, and how often (the count and
-/// the dedup window it covers). `Null` for an event that is not an alert.
-pub fn alert_json(e: &Event) -> Value {
-    let Some(Payload::Alert(a)) = &e.payload else {
-        return Value::Null;
-    };
-    let producer = e.producer.clone().unwrap_or_default();
-    json!({
-        "event_id": e.event_id,
-        "time": rfc3339(e.time_unix_nano),
-        "time_unix_nano": e.time_unix_nano,
-        "agent": producer.instance,
-        "node": a.node,
-        "namespace": a.pod_namespace,
-        "pod": a.pod_name,
-        "container": a.container,
-        "workload": a.workload,
-        "service_account": a.service_account,
-        "host_network": a.host_network,
-        "host_process": a.host_process,
-        "pid": a.pid,
-        "uid": a.uid,
-        "comm": a.comm,
-        "exe": a.exe,
-        "cmdline": a.cmdline,
-        "original_destination": endpoint(a.original_destination.as_ref()),
-        "final_destination": endpoint(a.final_destination.as_ref()),
-        "matched_by": a.matched_by,
-        "action": action(a),
-        "reasons": a.reasons,
-        "count": a.count,
-        "first_seen": rfc3339(a.window_start_unix_nano),
-        "last_seen": rfc3339(a.window_end_unix_nano),
-    })
-}
 
 /// Prints alerts (newest first, as the collector returns them).
 pub fn print(alerts: &[Event], json: bool, out: &mut dyn Write) -> Result<(), CliError> {
@@ -105,6 +51,8 @@ pub fn print(alerts: &[Event], json: bool, out: &mut dyn Write) -> Result<(), Cl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gatehouse_proto::v1::{BypassAlert, Endpoint, Verdict};
+    use serde_json::Value;
 
     fn sample() -> Event {
         Event {

@@ -23,10 +23,9 @@ mod time;
 mod token;
 mod verify;
 
-pub use alerts::alert_json;
 pub use args::{AlertAction, Cli, Cmd, ExportFormat, PolicyCmd, Source};
 pub use error::CliError;
-pub use export::event_json;
+pub use gatehouse_proto::json::{alert_json, event_json};
 pub use sessions::SessionSummary;
 
 use std::io::Write;

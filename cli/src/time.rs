@@ -14,10 +14,7 @@ pub fn parse_instant(s: &str) -> Result<i64, CliError> {
     Ok(now.saturating_sub(i64::try_from(ago.as_nanos()).unwrap_or(i64::MAX)))
 }
 
-pub fn rfc3339(nanos: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(nanos)
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use gatehouse_proto::json::rfc3339;
 
 /// `2m14s`, `3h0m5s`, `850ms`.
 pub fn human_duration(nanos: i64) -> String {

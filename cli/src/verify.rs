@@ -2,11 +2,11 @@
 //! (seq 1.. without gaps, every event covered by a signed digest), from the journal, a collector
 //! or an exported file, and names the first broken event. Exit 1 means "verified: broken".
 use crate::error::CliError;
-use crate::export::event_json;
 use base64::Engine;
 use ed25519_dalek::pkcs8::DecodePublicKey;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use gatehouse_proto::chain::{digest_signed_bytes, event_hash, key_id};
+use gatehouse_proto::json::event_json;
 use gatehouse_proto::v1::{Event, SessionDigest, event::Payload};
 use prost::Message;
 use serde_json::Value;

@@ -130,7 +130,7 @@ async fn handle(query: &QueryService, req: &Parts) -> Result<Response<Body>, Sta
             query.admit(&caller, "GET /v1/alerts", target).await?;
             let filter = alert_filter(&params)?;
             let alerts = query.alerts(&filter).await?;
-            let body = json!({ "alerts": alerts.iter().map(gatehouse_cli::alert_json).collect::<Vec<_>>() });
+            let body = json!({ "alerts": alerts.iter().map(gatehouse_proto::json::alert_json).collect::<Vec<_>>() });
             Ok(json_response(StatusCode::OK, &body))
         }
         Route::Session(id) => {
@@ -162,7 +162,7 @@ async fn handle(query: &QueryService, req: &Parts) -> Result<Response<Body>, Sta
             // cannot pass for a whole one.
             let lines = tokio_stream::wrappers::ReceiverStream::new(rx).map(|item| match item {
                 Ok(e) => {
-                    let mut line = gatehouse_cli::event_json(&e).to_string();
+                    let mut line = gatehouse_proto::json::event_json(&e).to_string();
                     line.push('\n');
                     Ok(http_body::Frame::data(Bytes::from(line)))
                 }

@@ -238,7 +238,7 @@ async fn json_reads_are_gated_audited_and_match_the_export() {
     let want: Vec<String> = events
         .iter()
         .filter(|e| e.session_id == sid)
-        .map(|e| gatehouse_cli::event_json(e).to_string())
+        .map(|e| gatehouse_proto::json::event_json(e).to_string())
         .collect();
     let got: Vec<&str> = r.body.lines().collect();
     assert_eq!(got.len(), 20);
