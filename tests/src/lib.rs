@@ -10,3 +10,4 @@ pub mod fixture;
 pub mod gateway_proc;
 pub mod kubectl;
 pub mod oidc;
+pub mod pty;

@@ -7,11 +7,9 @@ use gatehouse_proto::v1::{Event, StreamChannel, event::Payload};
 use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::fixture::GatewayEnv;
 use gatehouse_tests::kubectl::Kubectl;
+use gatehouse_tests::pty::Pty;
 use serde_json::json;
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 const SPDY: &[(&str, &str)] = &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
@@ -74,69 +72,6 @@ fn command(k: &Kubectl, env: &[(&str, &str)], args: &[&str]) -> tokio::process::
         cmd.env(key, v);
     }
     cmd
-}
-
-/// kubectl in a real pseudo-terminal, its screen collected.
-struct Pty {
-    master: std::fs::File,
-    screen: Arc<parking_lot::Mutex<Vec<u8>>>,
-}
-
-impl Pty {
-    fn spawn(mut cmd: tokio::process::Command) -> (Pty, tokio::process::Child) {
-        let size = nix::pty::Winsize {
-            ws_row: 24,
-            ws_col: 80,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&size), None).unwrap();
-        assert!(pty.slave.as_raw_fd() > 0);
-        cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stderr(Stdio::from(pty.slave))
-            .env("TERM", "xterm");
-        let child = cmd.spawn().unwrap();
-        drop(cmd);
-        let master = std::fs::File::from(pty.master);
-        let screen = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().unwrap();
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().extend_from_slice(&buf[..n]);
-            }
-        });
-        (Pty { master, screen }, child)
-    }
-
-    /// Types `keys` one byte per write, as a person would.
-    fn type_keys(&mut self, keys: &[u8]) {
-        for k in keys {
-            self.master.write_all(&[*k]).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.screen.lock()).into_owned()
-    }
-
-    async fn wait_for(&self, what: &str, name: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !self.screen().contains(what) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: {what:?} never appeared; screen:\n{}",
-                self.screen()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
 }
 
 /// Events of the stream whose `StreamOpened` is the `nth` with `command`, once it ended.

@@ -8,11 +8,9 @@ use gatehouse_proto::v1::{Event, StreamChannel, StreamEnded, StreamOpened, event
 use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::fixture::GatewayEnv;
 use gatehouse_tests::kubectl::Kubectl;
+use gatehouse_tests::pty::Pty;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -291,68 +289,6 @@ async fn kubectl_debug_i_patches_an_ephemeral_container_and_attaches_on_both_pro
     assert!(again.stderr.contains("has terminated"), "{again}");
 }
 
-/// kubectl on the client side of a real pseudo-terminal; a thread collects what it prints.
-struct Pty {
-    master: std::fs::File,
-    screen: Arc<parking_lot::Mutex<Vec<u8>>>,
-}
-
-impl Pty {
-    fn spawn(mut cmd: tokio::process::Command) -> (Pty, tokio::process::Child) {
-        let size = nix::pty::Winsize {
-            ws_row: 24,
-            ws_col: 80,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&size), None).unwrap();
-        assert!(pty.slave.as_raw_fd() > 2);
-        cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stderr(Stdio::from(pty.slave))
-            .env("TERM", "xterm");
-        let child = cmd.spawn().unwrap();
-        // `cmd` holds the last copies of the slave: dropping it lets the master see the end.
-        drop(cmd);
-        let master = std::fs::File::from(pty.master);
-        let screen = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().unwrap();
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // EIO once kubectl (the last slave holder) is gone.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().extend_from_slice(&buf[..n]);
-            }
-        });
-        (Pty { master, screen }, child)
-    }
-
-    fn type_line(&mut self, line: &str) {
-        self.master.write_all(line.as_bytes()).unwrap();
-        self.master.write_all(b"\r").unwrap();
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.screen.lock()).into_owned()
-    }
-
-    async fn wait_for(&self, what: &str, name: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !self.text().contains(what) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: {what:?} never appeared; screen:\n{}",
-                self.text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_debug_it_in_a_real_terminal_on_both_protocols() {
     let e = env().await;
@@ -379,11 +315,11 @@ async fn kubectl_debug_it_in_a_real_terminal_on_both_protocols() {
         // Arithmetic in the command, so the echo of what was typed never matches. The shell
         // may start before kubectl has attached: type until the answer shows.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !pty.text().contains("debugging-42") {
+        while !pty.screen().contains("debugging-42") {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "{name}: no shell; screen:\n{}",
-                pty.text()
+                pty.screen()
             );
             pty.type_line("echo debugging-$((6*7))");
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -396,11 +332,11 @@ async fn kubectl_debug_it_in_a_real_terminal_on_both_protocols() {
             .await
             .expect("kubectl debug exits")
             .unwrap();
-        assert_eq!(status.code(), Some(0), "{name}: screen:\n{}", pty.text());
+        assert_eq!(status.code(), Some(0), "{name}: screen:\n{}", pty.screen());
         assert!(
-            !pty.text().contains("couldn't attach"),
+            !pty.screen().contains("couldn't attach"),
             "{name}: {}",
-            pty.text()
+            pty.screen()
         );
 
         let r = check_recorded(&e, name, &container, transport).await;

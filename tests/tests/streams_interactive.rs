@@ -11,10 +11,10 @@ use gatehouse_proto::v1::{StreamChannel, StreamEnded, StreamOpened, event::Paylo
 use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::fixture::{AUDIENCE, GatewayEnv};
 use gatehouse_tests::kubectl::{Kubectl, kubectl_v129_path};
+use gatehouse_tests::pty::Pty;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -340,73 +340,9 @@ async fn kubectl_cp_both_ways_is_byte_exact_and_recorded_with_the_tar_hash() {
     }
 }
 
-/// kubectl on the client side of a real pseudo-terminal: what it prints is collected by a
-/// reader thread, keys are written to the master.
-struct Pty {
-    master: std::fs::File,
-    slave_path: PathBuf,
-    screen: Arc<parking_lot::Mutex<Vec<u8>>>,
-}
-
-impl Pty {
-    fn spawn(k: &Kubectl, c: &Client, args: &[&str]) -> (Pty, tokio::process::Child) {
-        let size = nix::pty::Winsize {
-            ws_row: 24,
-            ws_col: 80,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        let pty = nix::pty::openpty(Some(&size), None).unwrap();
-        let slave_path =
-            std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).unwrap();
-        let mut cmd = command(k, c, args);
-        cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
-            .stderr(Stdio::from(pty.slave))
-            .env("TERM", "xterm");
-        let child = cmd.spawn().unwrap();
-        // `cmd` holds the last copies of the slave: dropping it lets the master see the end.
-        drop(cmd);
-        let master = std::fs::File::from(pty.master);
-        let screen = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().unwrap();
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            // EIO once kubectl (the last slave holder) is gone.
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().extend_from_slice(&buf[..n]);
-            }
-        });
-        (
-            Pty {
-                master,
-                slave_path,
-                screen,
-            },
-            child,
-        )
-    }
-
-    fn type_line(&mut self, line: &str) {
-        self.master.write_all(line.as_bytes()).unwrap();
-        self.master.write_all(b"\r").unwrap();
-    }
-
-    async fn wait_for(&self, what: &str, name: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !String::from_utf8_lossy(&self.screen.lock()).contains(what) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name}: {what:?} never appeared; screen:\n{}",
-                String::from_utf8_lossy(&self.screen.lock())
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
+/// kubectl (with this case's protocol settings) on the client side of a real pseudo-terminal.
+fn spawn_pty(k: &Kubectl, c: &Client, args: &[&str]) -> (Pty, tokio::process::Child) {
+    Pty::spawn(command(k, c, args))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,7 +351,7 @@ async fn exec_it_in_a_real_terminal_with_a_resize_on_both_protocols_and_versions
     let tmp = tempfile::tempdir().unwrap();
     for (round, c) in clients(&e.agent).into_iter().enumerate() {
         let name = c.name;
-        let (mut pty, mut child) = Pty::spawn(
+        let (mut pty, mut child) = spawn_pty(
             &e.agent,
             &c,
             &[
@@ -435,7 +371,7 @@ async fn exec_it_in_a_real_terminal_with_a_resize_on_both_protocols_and_versions
         pty.wait_for("ready-42", name).await;
         // The initial size travels with the stream's start: ask until the container has it.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !String::from_utf8_lossy(&pty.screen.lock()).contains("24 80") {
+        while !pty.screen().contains("24 80") {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "{name}: no initial size"
@@ -446,7 +382,7 @@ async fn exec_it_in_a_real_terminal_with_a_resize_on_both_protocols_and_versions
         // The local terminal grows; kubectl learns it from SIGWINCH and sends the resize.
         let st = std::process::Command::new("stty")
             .arg("-F")
-            .arg(&pty.slave_path)
+            .arg(pty.slave_path())
             .args(["rows", "40", "cols", "120"])
             .status()
             .unwrap();
@@ -455,7 +391,7 @@ async fn exec_it_in_a_real_terminal_with_a_resize_on_both_protocols_and_versions
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGWINCH).unwrap();
         // Resizes are asynchronous: ask until the container's terminal has the new size.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !String::from_utf8_lossy(&pty.screen.lock()).contains("40 120") {
+        while !pty.screen().contains("40 120") {
             assert!(tokio::time::Instant::now() < deadline, "{name}: no resize");
             pty.type_line("stty size");
             tokio::time::sleep(Duration::from_millis(300)).await;
