@@ -13,6 +13,7 @@ pub struct Metrics {
     pub batches_rejected: Counter,
     pub backpressure: Counter,
     pub queued_batches: Gauge,
+    pub inserts_in_flight: Gauge,
     pub reads: Counter,
     pub reads_denied: Counter,
 }
@@ -59,6 +60,11 @@ impl Metrics {
             "queued_batches",
             "Shipped batches waiting for the ClickHouse writer",
             self.queued_batches.clone(),
+        );
+        prefix.register(
+            "inserts_in_flight",
+            "INSERTs sent to ClickHouse and not yet answered",
+            self.inserts_in_flight.clone(),
         );
         prefix.register("reads", "Query calls allowed", self.reads.clone());
         prefix.register(

@@ -890,12 +890,22 @@ async fn slow_clickhouse_inserts_hold_the_journal_back_and_lose_nothing() {
         unacked > 0.0,
         "the journal did not hold back unshipped events:\n{metrics}"
     );
-    let pushed_back = collector_metric(&col, "backpressure").await;
-    let queued = collector_metric(&col, "queued_batches").await;
-    assert!(
-        pushed_back > 0.0 || queued > 0.0,
-        "the collector's metrics do not show the slow inserts (backpressure {pushed_back}, queued {queued})"
-    );
+    // The metrics are sampled: while inserts take 2 s each, a sample within 10 s must show
+    // them waiting (pushed back, queued, or an insert in flight).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (pushed_back, queued, in_flight) = loop {
+        let pushed_back = collector_metric(&col, "backpressure").await;
+        let queued = collector_metric(&col, "queued_batches").await;
+        let in_flight = collector_metric(&col, "inserts_in_flight").await;
+        if pushed_back > 0.0 || queued > 0.0 || in_flight > 0.0 {
+            break (pushed_back, queued, in_flight);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the collector's metrics do not show the slow inserts (backpressure {pushed_back}, queued {queued}, inserts in flight {in_flight})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
 
     // ClickHouse recovers: everything arrives, once.
     slow.delay_ms.store(0, Ordering::Release);
@@ -907,6 +917,6 @@ async fn slow_clickhouse_inserts_hold_the_journal_back_and_lose_nothing() {
     assert_eq!(requests, 400);
     wait_stored_once(&ch, &col, &env).await;
     eprintln!(
-        "slow ClickHouse: {unacked} unshipped bytes held, backpressure {pushed_back}, queued batches {queued}"
+        "slow ClickHouse: {unacked} unshipped bytes held, backpressure {pushed_back}, queued batches {queued}, inserts in flight {in_flight}"
     );
 }

@@ -139,14 +139,19 @@ impl Writer {
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            this.metrics.queued_batches.dec_by(jobs.len() as i64);
             // Each shipped batch is acknowledged by its own job, and each stream awaits its acks
             // in order, so inserts may finish in any order.
             while in_flight.len() >= this.opts.concurrency.max(1) {
                 let _ = in_flight.join_next().await;
             }
+            // Counted as queued until its insert starts, so slow inserts show as a queue.
+            this.metrics.queued_batches.dec_by(jobs.len() as i64);
+            this.metrics.inserts_in_flight.inc();
             let writer = this.clone();
-            in_flight.spawn(async move { writer.flush(jobs).await });
+            in_flight.spawn(async move {
+                writer.flush(jobs).await;
+                writer.metrics.inserts_in_flight.dec();
+            });
         }
         while in_flight.join_next().await.is_some() {}
     }
