@@ -22,10 +22,11 @@ const LATENCY_SAMPLES: usize = 20;
 const UDP_MATCHING: u32 = 1_000_000;
 
 pub fn agent() -> anyhow::Result<()> {
-    let build = crate::bench::release_build(&["gatehouse-agent"]);
-    if crate::bench::rerun_in_release(&build, "agent")? {
-        return Ok(());
-    }
+    crate::bench::run_release("agent", &["gatehouse-agent"], in_release)
+}
+
+/// The bench itself, run by the release xtask only.
+fn in_release() -> anyhow::Result<()> {
     ensure!(
         std::fs::read_to_string("/proc/self/status")?
             .lines()

@@ -36,14 +36,9 @@ const QUERY_SAMPLES: usize = 20;
 const REPLAY_SAMPLES: usize = 10;
 
 pub fn collector() -> anyhow::Result<()> {
-    let build = super::release_build(&["gatehouse-collector"]);
-    if super::rerun_in_release(&build, "collector")? {
-        return Ok(());
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    super::run_release("collector", &["gatehouse-collector"], || {
+        super::block_on(run())
+    })
 }
 
 fn now_nanos() -> i64 {

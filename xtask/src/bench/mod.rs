@@ -22,22 +22,39 @@ const LOG_BYTES: u64 = 1 << 30;
 const SECONDS: u32 = 5;
 
 pub fn gateway() -> anyhow::Result<()> {
-    let build = release_build(&["gatehouse-gateway"]);
-    if rerun_in_release(&build, "gateway")? {
+    run_release("gateway", &["gatehouse-gateway"], || {
+        wrk::ensure_installed()?;
+        let tools = crate::tools::tools_bin()?;
+        block_on(run(&tools))
+    })
+}
+
+/// The entry of every bench: benchmarks measure optimised code only, so this builds `packages`
+/// and the release xtask, and a debug xtask hands `bench <name>` over to the release one; only
+/// the release xtask runs `body`.
+pub(crate) fn run_release(
+    name: &str,
+    packages: &[&'static str],
+    body: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if rerun_in_release(&release_build(packages), name)? {
         return Ok(());
     }
-    wrk::ensure_installed()?;
-    let tools = crate::tools::tools_bin()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    body()
+}
+
+/// Runs an async bench body on a multi-thread runtime (the servers it starts need one).
+pub(crate) fn block_on(body: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    rt.block_on(run(&tools))
+        .build()?
+        .block_on(body)
 }
 
 /// The one cargo command that builds the benchmarked packages and the release xtask together:
 /// separate `cargo build -p …` and `cargo run -p xtask` resolve features differently and
 /// rebuild each other's binaries on every run.
-pub(crate) fn release_build(packages: &[&'static str]) -> Vec<&'static str> {
+fn release_build(packages: &[&'static str]) -> Vec<&'static str> {
     let mut v = vec!["--release"];
     for p in packages.iter().chain(&["xtask"]) {
         v.extend(["-p", p]);
@@ -48,7 +65,7 @@ pub(crate) fn release_build(packages: &[&'static str]) -> Vec<&'static str> {
 
 /// Benchmarks measure optimised code only. Builds `build`; from a debug xtask, re-runs
 /// `bench <name>` from the release xtask and returns `true` (the caller is done).
-pub(crate) fn rerun_in_release(build: &[&str], name: &str) -> anyhow::Result<bool> {
+fn rerun_in_release(build: &[&str], name: &str) -> anyhow::Result<bool> {
     crate::tools::cargo_build(build)?;
     if !cfg!(debug_assertions) {
         return Ok(false);

@@ -30,14 +30,7 @@ const EXEC_SESSION: Duration = Duration::from_secs(30);
 const UA: &str = "gatehouse-soak/1";
 
 pub fn soak() -> anyhow::Result<()> {
-    let build = super::release_build(&["gatehouse-gateway"]);
-    if super::rerun_in_release(&build, "soak")? {
-        return Ok(());
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    super::run_release("soak", &["gatehouse-gateway"], || super::block_on(run()))
 }
 
 /// A setting from the environment, or its default.

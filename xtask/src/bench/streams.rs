@@ -19,14 +19,7 @@ const ROUNDS: usize = 3;
 const RSS_BYTES: u64 = 1 << 30;
 
 pub fn streams() -> anyhow::Result<()> {
-    let build = super::release_build(&["gatehouse-gateway"]);
-    if super::rerun_in_release(&build, "streams")? {
-        return Ok(());
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    super::run_release("streams", &["gatehouse-gateway"], || super::block_on(run()))
 }
 
 async fn run() -> anyhow::Result<()> {
