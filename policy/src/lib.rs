@@ -2,6 +2,7 @@
 //! evaluation of a request (who, from where, what, when) to allow, deny, hold or mask it, and
 //! what masking finds (detectors, field rules).
 mod eval;
+mod index;
 mod load;
 pub mod mask;
 mod model;

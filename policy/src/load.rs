@@ -24,7 +24,10 @@ pub enum LoadError {
 
 /// Parses a policy document; `origin` names it in errors (usually the file path).
 pub fn parse(text: &str, origin: &str) -> Result<Policy, LoadError> {
-    parse_model(text, origin)
+    let policy = parse_model(text, origin)?;
+    // Index now, off the request path (a reload builds it before it goes live).
+    policy.index();
+    Ok(policy)
 }
 
 fn parse_model(text: &str, origin: &str) -> Result<Policy, LoadError> {

@@ -1,11 +1,12 @@
 //! The policy document: a version, an explicit default, and rules tried in order. Every field
 //! is checked while parsing (unknown keys, bad patterns, bad verbs), so errors carry a location.
+use crate::index::RuleIndex;
 use crate::mask::MaskSpec;
 use crate::pattern::{Pattern, Source};
 use crate::window::TimeWindow;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +24,16 @@ pub struct Policy {
     /// Named rule sets a just-in-time grant activates for its grantee (tried before `rules`).
     #[serde(default)]
     pub roles: Vec<Role>,
+    /// Built on first evaluation (`parse` builds it up front); the rules are not changed after.
+    #[serde(skip)]
+    pub(crate) index: OnceLock<PolicyIndex>,
+}
+
+/// The rule indexes of a policy: its rules, then each role's, in `roles` order.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyIndex {
+    pub(crate) rules: RuleIndex,
+    pub(crate) roles: Vec<RuleIndex>,
 }
 
 /// `approvals:` of the policy.
