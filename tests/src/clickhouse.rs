@@ -66,6 +66,11 @@ impl TestClickHouse {
         ]
     }
 
+    /// The fixture's process id, while it runs (for CPU and memory figures in benchmarks).
+    pub fn fixture_pid(&self) -> Option<u32> {
+        self.fixture.as_ref()?.child.as_ref()?.id()
+    }
+
     /// Whether this is the fixture (which can be stopped and started again).
     pub fn is_fixture(&self) -> bool {
         self.fixture.is_some()

@@ -147,6 +147,11 @@ impl CollectorProc {
         })
     }
 
+    /// The collector's process id (for CPU and memory figures in benchmarks).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn port(&self) -> u16 {
         self.addr
             .rsplit(':')

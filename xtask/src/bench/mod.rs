@@ -4,7 +4,8 @@
 pub mod collector;
 mod compare;
 mod rss;
-// `bench soak`: 200 get/list clients, 20 exec sessions, 5 watches; RSS, fds, latency, journal.
+// `bench soak`: 200 get/list clients, 20 exec sessions, 5 watches through gateway, collector and
+// ClickHouse; verdicts on errors, p99 drift, RSS, journal and ClickHouse rows.
 pub mod soak;
 // `bench streams`: exec and port-forward throughput, RSS under 1 GiB of exec stdout.
 pub mod streams;

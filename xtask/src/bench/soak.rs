@@ -1,11 +1,12 @@
-//! `cargo xtask bench soak`: a long mixed load through the gateway: 200 HTTP/2 clients doing
-//! get/list, 20 `kubectl exec -i` sessions echoing through `cat`, 5 `kubectl get --watch` fed by
-//! a mutator. Prints the gateway's RSS and open fds over time, errors, p50/p99, and checks that
-//! the journal holds exactly the requests that were answered.
+//! `cargo xtask bench soak`: 200 HTTP/2 get/list clients, 20 `kubectl exec -i` sessions and 5
+//! `kubectl get --watch` through the gateway, which ships to the collector and ClickHouse; prints
+//! p99, RSS and CPU over time and fails unless errors, p99 drift, RSS, journal and rows all pass.
 use anyhow::Context;
 use bytes::Bytes;
 use gatehouse_proto::v1::{Event, event::Payload};
 use gatehouse_tests::apiserver::ApiServerOptions;
+use gatehouse_tests::clickhouse::TestClickHouse;
+use gatehouse_tests::collector_proc::{CollectorPki, CollectorProc};
 use gatehouse_tests::fixture::{AUDIENCE, GatewayEnv};
 use gatehouse_tests::kubectl::Kubectl;
 use http_body_util::{BodyExt, Full};
@@ -18,6 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use verdicts::Latency;
+
+mod verdicts;
 
 const CLIENTS: usize = 200;
 const EXECS: usize = 20;
@@ -30,7 +34,11 @@ const EXEC_SESSION: Duration = Duration::from_secs(30);
 const UA: &str = "gatehouse-soak/1";
 
 pub fn soak() -> anyhow::Result<()> {
-    super::run_release("soak", &["gatehouse-gateway"], || super::block_on(run()))
+    super::run_release(
+        "soak",
+        &["gatehouse-gateway", "gatehouse-collector"],
+        || super::block_on(run()),
+    )
 }
 
 /// A setting from the environment, or its default.
@@ -45,6 +53,8 @@ fn setting(name: &str, default: u64) -> anyhow::Result<u64> {
 
 #[derive(Default)]
 struct Counters {
+    /// HTTP requests sent by the clients and the mutator.
+    sent: AtomicU64,
     /// HTTP requests answered (any status), of which non-2xx.
     answered: AtomicU64,
     non_2xx: AtomicU64,
@@ -62,6 +72,12 @@ async fn run() -> anyhow::Result<()> {
     // Each HTTP client waits this long between requests: a fleet of clients and controllers,
     // not a throughput run (`bench gateway` measures that).
     let pause_ms = setting("GATEHOUSE_SOAK_PAUSE_MS", 500)?;
+    // The p99 series: 30 s windows over 10 minutes (12k requests each), shorter in short runs.
+    let window_s = setting("GATEHOUSE_SOAK_WINDOW_SECS", (secs / 20).clamp(5, 30))?;
+    anyhow::ensure!(
+        window_s > 0 && secs >= 5 * window_s,
+        "GATEHOUSE_SOAK_SECS={secs} must hold at least 5 windows of GATEHOUSE_SOAK_WINDOW_SECS={window_s}"
+    );
     let duration = Duration::from_secs(secs);
 
     let mut objects = vec![
@@ -88,13 +104,31 @@ async fn run() -> anyhow::Result<()> {
         objects,
         ..Default::default()
     };
-    let e = GatewayEnv::start(opts, &[]).await?;
+    // The whole recording path runs during the soak: the gateway ships its journal to the
+    // release collector (default batching), which inserts into the ClickHouse engine.
+    let dir = tempfile::tempdir()?;
+    let ch = TestClickHouse::start(dir.path()).await?;
+    let pki = CollectorPki::write(dir.path())?;
+    let mut cargs = ch.collector_args();
+    cargs.extend(pki.args());
+    let col = CollectorProc::start(dir.path(), 0, &cargs).await?;
+    let e = GatewayEnv::start(opts, &shipping_args(dir.path(), &col, &pki)?).await?;
     let pid = e.gw.pid().context("the gateway has no pid")?;
+    let pids = Pids {
+        gateway: pid,
+        collector: col.pid().context("the collector has no pid")?,
+        clickhouse: ch.fixture_pid(),
+    };
     let token = e.issuer.token("soak", &["bench"], AUDIENCE)?;
     let tls = Arc::new(client_tls(&e.gw.ca_pem)?);
     let addr = e.gw.url.trim_start_matches("https://").to_string();
     println!(
-        "soak: {CLIENTS} HTTP/2 clients (get/list, {pause_ms} ms apart), {EXECS} exec sessions, {WATCHES} watches for {secs} s"
+        "soak: {CLIENTS} HTTP/2 clients (get/list, {pause_ms} ms apart), {EXECS} exec sessions, {WATCHES} watches for {secs} s; gateway → collector → ClickHouse ({})",
+        if ch.is_fixture() {
+            "chdb fixture"
+        } else {
+            "CLICKHOUSE_URL"
+        }
     );
 
     let counters = Arc::new(Counters::default());
@@ -102,22 +136,23 @@ async fn run() -> anyhow::Result<()> {
     let until = tokio::time::Instant::now() + duration;
 
     let (start_kib, start_fds) = (rss_kib(pid).unwrap_or(0), fds(pid).unwrap_or(0));
+    let cpu_start = cpu_ticks(&pids);
     let sampler = tokio::spawn(async move {
-        let (mut max_kib, mut max_fds) = (0u64, 0u64);
-        let mut n = 0u64;
+        let mut samples = Vec::new();
         loop {
             let (kib, fd) = (rss_kib(pid).unwrap_or(0), fds(pid).unwrap_or(0));
-            max_kib = max_kib.max(kib);
-            max_fds = max_fds.max(fd);
-            if n.is_multiple_of(6) {
-                println!(
-                    "  t={:>4}s  gateway RSS {kib:>7} KiB  fds {fd:>5}",
-                    started.elapsed().as_secs()
-                );
+            let at = started.elapsed().as_secs_f64();
+            if samples.len().is_multiple_of(6) {
+                println!("  t={at:>4.0}s  gateway RSS {kib:>7} KiB  fds {fd:>5}");
             }
-            n += 1;
+            samples.push(Sample {
+                at,
+                rss_kib: kib,
+                fds: fd,
+                cpu: cpu_ticks(&pids),
+            });
             if tokio::time::Instant::now() >= until {
-                return (max_kib, max_fds);
+                return samples;
             }
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
@@ -131,7 +166,16 @@ async fn run() -> anyhow::Result<()> {
         clients.push(tokio::spawn(async move {
             // Spread the clients over the first pause.
             tokio::time::sleep(Duration::from_millis(pause_ms * c as u64 / CLIENTS as u64)).await;
-            http_client(c, &tls, &addr, &token, pause_ms, until, &counters).await
+            http_client(
+                c,
+                &tls,
+                &addr,
+                &token,
+                pause_ms,
+                (started, until),
+                &counters,
+            )
+            .await
         }));
     }
     // The mutator gives the watches something to see.
@@ -162,39 +206,47 @@ async fn run() -> anyhow::Result<()> {
     for t in tasks {
         t.await?;
     }
-    let (max_kib, max_fds) = sampler.await?;
+    let samples = sampler.await?;
+    let cpu_end = cpu_ticks(&pids);
     let (end_kib, end_fds) = (rss_kib(pid).unwrap_or(0), fds(pid).unwrap_or(0));
     let elapsed = started.elapsed().as_secs_f64();
+    let c = &counters;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (sent, answered) = (get(&c.sent), get(&c.answered));
 
-    // Let the last response events land, then stop the gateway so the journal is final.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Wait for the shipper to hand everything to ClickHouse while the gateway still runs, then
+    // stop it so the journal is final.
+    let drain_started = Instant::now();
+    let stored = wait_shipped(&ch, &e.gw.journal_dir, sent, answered).await?;
+    let drain_secs = drain_started.elapsed().as_secs_f64();
     let journal_dir = e.gw.journal_dir.clone();
     let status = e.gw.stop().await?;
     anyhow::ensure!(status.success(), "the gateway exited {status}");
     let j = journal_counts(&journal_dir)?;
+    let dead_letters = std::fs::read_to_string(&col.dead_letter)
+        .map(|s| s.lines().count())
+        .unwrap_or(0);
+    let chdb_kib = pids.clickhouse.and_then(rss_kib);
+    let collector_kib = rss_kib(pids.collector);
 
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        f64::from(lat[i]) / 1000.0
-    };
-    let c = &counters;
-    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let answered = get(&c.answered);
-    println!("gatehouse soak benchmark ({elapsed:.0} s, loopback, release gateway)");
+    let mut all: Vec<u32> = lat.iter().map(|l| l.micros).collect();
+    all.sort_unstable();
+    println!("gatehouse soak benchmark ({elapsed:.0} s, loopback, release gateway and collector)");
     println!(
-        "  gateway RSS: start {start_kib} KiB, max {max_kib} KiB, end {end_kib} KiB ({:+.1} MiB start→end)",
+        "  gateway RSS: start {start_kib} KiB, max {} KiB, end {end_kib} KiB ({:+.1} MiB start→end)",
+        samples.iter().map(|s| s.rss_kib).max().unwrap_or(0),
         (end_kib as f64 - start_kib as f64) / 1024.0
     );
-    println!("  gateway open fds: start {start_fds}, max {max_fds}, end {end_fds}");
     println!(
-        "  HTTP get/list: {answered} answered ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms; errors: {} non-2xx, {} without an answer",
+        "  gateway open fds: start {start_fds}, max {}, end {end_fds}",
+        samples.iter().map(|s| s.fds).max().unwrap_or(0)
+    );
+    println!(
+        "  HTTP get/list/patch: {sent} sent, {answered} answered ({:.0}/s; the load asks {:.0}/s), p50 {:.2} ms, p99 {:.2} ms; errors: {} non-2xx, {} without an answer",
         answered as f64 / elapsed,
-        pct(0.50),
-        pct(0.99),
+        CLIENTS as f64 * 1000.0 / pause_ms.max(1) as f64 + 1.0,
+        verdicts::percentile_ms(&all, 0.50),
+        verdicts::percentile_ms(&all, 0.99),
         get(&c.non_2xx),
         get(&c.transport_errors)
     );
@@ -209,26 +261,317 @@ async fn run() -> anyhow::Result<()> {
         get(&c.watch_lines),
         get(&c.watch_restarts)
     );
+    print_cpu(&cpu_start, &cpu_end, elapsed);
     println!(
-        "  journal: {} requests and {} responses from the HTTP clients (answered {answered}); {} exec requests ({} sessions ran); {} events in all",
-        j.ua_requests,
-        j.ua_responses,
-        j.exec_requests,
-        get(&c.exec_sessions),
-        j.events
+        "  memory at the end: collector {} KiB, ClickHouse (chdb) {} KiB",
+        collector_kib.map_or("?".into(), |k| k.to_string()),
+        chdb_kib.map_or("?".into(), |k| k.to_string())
     );
-    let exact = j.ua_requests == answered && j.ua_responses == answered;
+
+    // The time series: p99 per window, the gateway's RSS and the CPU of each process in it.
+    let series = verdicts::windows(&lat, window_s, secs);
+    let warmup = verdicts::warmup_windows(window_s, secs);
+    let warmup_s = (warmup as u64 * window_s) as f64;
+    println!("  per {window_s} s window (the first {warmup} are warm-up; CPU in % of one core):");
     println!(
-        "  journal holds exactly the requests answered: {}",
-        if exact { "yes" } else { "NO" }
+        "    {:>9}  {:>6}  {:>8}  {:>8}  {:>9}  {:>5}  {:>4}  {:>4}  {:>4}  {:>4}",
+        "window", "req/s", "p50 ms", "p99 ms", "RSS KiB", "fds", "gw", "col", "chdb", "load"
     );
-    anyhow::ensure!(
-        exact,
-        "the journal holds {} requests / {} responses for {answered} answered requests",
-        j.ua_requests,
-        j.ua_responses
+    for (i, w) in series.iter().enumerate() {
+        let end_s = w.start_s + window_s;
+        let at_or_before = |t: u64| samples.iter().rev().find(|s| s.at <= t as f64 + 0.5);
+        let (from, to) = (at_or_before(w.start_s), at_or_before(end_s));
+        let pct = |f: fn(&Cpu) -> u64| match (from, to) {
+            (Some(a), Some(b)) if b.at > a.at => format!(
+                "{:>4.0}",
+                f(&b.cpu).saturating_sub(f(&a.cpu)) as f64 / CLK_TCK / (b.at - a.at) * 100.0
+            ),
+            _ => "   -".into(),
+        };
+        println!(
+            "    {:>4}-{:<4}  {:>6.0}  {:>8.2}  {:>8.2}  {:>9}  {:>5}  {}  {}  {}  {}{}",
+            w.start_s,
+            end_s,
+            w.requests as f64 / window_s as f64,
+            w.p50_ms,
+            w.p99_ms,
+            to.map_or(0, |s| s.rss_kib),
+            to.map_or(0, |s| s.fds),
+            pct(|c| c.gateway),
+            pct(|c| c.collector),
+            pct(|c| c.clickhouse),
+            pct(|c| c.load),
+            if i < warmup { "  warm-up" } else { "" }
+        );
+    }
+
+    let mut failed = Vec::new();
+    let mut verdict = |name: &str, pass: bool, detail: String| {
+        println!(
+            "  {:<4} {name}: {detail}",
+            if pass { "PASS" } else { "FAIL" }
+        );
+        if !pass {
+            failed.push(name.to_string());
+        }
+    };
+    println!("verdicts:");
+    let errors =
+        get(&c.non_2xx) + get(&c.transport_errors) + get(&c.exec_errors) + get(&c.watch_restarts);
+    verdict(
+        "errors = 0",
+        errors == 0,
+        format!(
+            "{errors} ({} non-2xx, {} HTTP without an answer, {} exec sessions failed, {} watches ended early)",
+            get(&c.non_2xx),
+            get(&c.transport_errors),
+            get(&c.exec_errors),
+            get(&c.watch_restarts)
+        ),
     );
+    match verdicts::p99_drift(&series, warmup) {
+        Some(d) => verdict(
+            "p99 drift <= 20%",
+            d.change.abs() <= verdicts::MAX_P99_DRIFT,
+            format!(
+                "median p99 of the first {n} windows after warm-up {:.2} ms, of the last {n} {:.2} ms ({:+.1}%)",
+                d.first,
+                d.last,
+                d.change * 100.0,
+                n = d.per_third
+            ),
+        ),
+        None => verdict(
+            "p99 drift <= 20%",
+            false,
+            format!(
+                "fewer than 3 windows after warm-up ({} in all)",
+                series.len()
+            ),
+        ),
+    }
+    let rss: Vec<(f64, u64)> = samples.iter().map(|s| (s.at, s.rss_kib)).collect();
+    match verdicts::rss_growth(&rss, warmup_s) {
+        Some(g) => verdict(
+            "RSS flat (<= +10%)",
+            g.change <= verdicts::MAX_RSS_GROWTH,
+            format!(
+                "median of the first {n} samples after warm-up {:.0} KiB, of the last {n} {:.0} KiB ({:+.1}%); trend {:+.2} MiB/min",
+                g.first,
+                g.last,
+                g.change * 100.0,
+                verdicts::rss_slope_mib_per_min(&rss, warmup_s),
+                n = g.per_third
+            ),
+        ),
+        None => verdict(
+            "RSS flat (<= +10%)",
+            false,
+            "fewer than 3 RSS samples after warm-up".into(),
+        ),
+    }
+    verdict(
+        "journal = requests answered",
+        j.ua_requests == answered && j.ua_responses == answered,
+        format!(
+            "{} requests and {} responses from the HTTP clients for {answered} answered; {} exec requests ({} sessions ran); {} events in all",
+            j.ua_requests,
+            j.ua_responses,
+            j.exec_requests,
+            get(&c.exec_sessions),
+            j.events
+        ),
+    );
+    verdict(
+        "ClickHouse rows = requests sent",
+        stored.ua_requests == sent
+            && stored.ua_responses == answered
+            && stored.exec_requests == j.exec_requests,
+        format!(
+            "{} request rows for {sent} sent, {} response rows for {answered} answered, {} exec request rows for {} in the journal (shipped in {drain_secs:.1} s after the load)",
+            stored.ua_requests, stored.ua_responses, stored.exec_requests, j.exec_requests
+        ),
+    );
+    verdict(
+        "ClickHouse holds the journal once",
+        stored.rows == stored.distinct_ids
+            && stored.rows == stored.journal_events
+            && dead_letters == 0,
+        format!(
+            "{} rows, {} distinct event ids, {} events journaled before shutdown ({} after it); {dead_letters} dead letters",
+            stored.rows, stored.distinct_ids, stored.journal_events, j.events
+        ),
+    );
+    anyhow::ensure!(failed.is_empty(), "soak failed: {}", failed.join(", "));
     Ok(())
+}
+
+/// The gateway's flags to ship to `col` as client `gateway-test`, files written into `dir`.
+fn shipping_args(
+    dir: &std::path::Path,
+    col: &CollectorProc,
+    pki: &CollectorPki,
+) -> anyhow::Result<Vec<String>> {
+    let client = pki.client_ca.issue_client("gateway-test", &[])?;
+    let (cert, key, ca, tok) = (
+        dir.join("gw-client.crt"),
+        dir.join("gw-client.key"),
+        dir.join("collector-ca.crt"),
+        dir.join("gw-token"),
+    );
+    std::fs::write(&cert, &client.cert_pem)?;
+    std::fs::write(&key, &client.key_pem)?;
+    std::fs::write(&ca, &pki.server_ca.pem)?;
+    std::fs::write(&tok, &pki.token)?;
+    Ok(vec![
+        format!("--collector-url=https://{}", col.addr),
+        format!("--collector-ca-file={}", ca.display()),
+        format!("--collector-client-cert={}", cert.display()),
+        format!("--collector-client-key={}", key.display()),
+        format!("--collector-token-file={}", tok.display()),
+        "--collector-server-name=localhost".into(),
+    ])
+}
+
+/// What ClickHouse holds once the shipper has caught up.
+struct Stored {
+    rows: u64,
+    distinct_ids: u64,
+    /// Request and response rows of the HTTP clients (by User-Agent), exec request rows.
+    ua_requests: u64,
+    ua_responses: u64,
+    exec_requests: u64,
+    /// Events in the journal when ClickHouse caught up with it.
+    journal_events: u64,
+}
+
+/// Polls ClickHouse until it holds a row for each of the `sent` requests and `answered`
+/// responses and as many rows as the live journal has events, or 5 minutes pass; returns the
+/// last counts either way (the verdicts judge them).
+async fn wait_shipped(
+    ch: &TestClickHouse,
+    journal: &std::path::Path,
+    sent: u64,
+    answered: u64,
+) -> anyhow::Result<Stored> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let text = ch
+            .query_text(&format!(
+                "SELECT count(), uniqExact(event_id), \
+                 countIf(kind = 'request' AND user_agent = '{UA}'), \
+                 countIf(kind = 'response' AND user_agent = '{UA}'), \
+                 countIf(kind = 'request' AND subresource = 'exec') FROM events"
+            ))
+            .await?;
+        let n: Vec<u64> = text
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("unexpected ClickHouse answer {text:?}"))?;
+        let [rows, distinct_ids, ua_requests, ua_responses, exec_requests] = n[..] else {
+            anyhow::bail!("unexpected ClickHouse answer {text:?}");
+        };
+        let mut stored = Stored {
+            rows,
+            distinct_ids,
+            ua_requests,
+            ua_responses,
+            exec_requests,
+            journal_events: 0,
+        };
+        let timed_out = tokio::time::Instant::now() >= deadline;
+        // Reading the whole journal takes a while: only once the soak's own rows are in.
+        if (ua_requests >= sent && ua_responses >= answered) || timed_out {
+            stored.journal_events = journal_counts(journal)?.events;
+            if stored.rows >= stored.journal_events || timed_out {
+                return Ok(stored);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `/proc/<pid>/stat` times are in USER_HZ, which Linux fixes at 100 for user space.
+const CLK_TCK: f64 = 100.0;
+
+/// The processes whose CPU the soak reports.
+#[derive(Clone, Copy)]
+struct Pids {
+    gateway: u32,
+    collector: u32,
+    clickhouse: Option<u32>,
+}
+
+/// CPU time in ticks (user + system) of each process; `load` is this xtask with the kubectl
+/// processes it has reaped; `machine` is every CPU's busy time.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    gateway: u64,
+    collector: u64,
+    clickhouse: u64,
+    load: u64,
+    machine: u64,
+}
+
+struct Sample {
+    at: f64,
+    rss_kib: u64,
+    fds: u64,
+    cpu: Cpu,
+}
+
+/// utime, stime, cutime, cstime of `/proc/<pid>/stat` (fields 14-17).
+fn proc_ticks(pid: &str) -> Option<[u64; 4]> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name in parentheses may hold spaces: count fields after its ')'.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    Some([*f.first()?, *f.get(1)?, *f.get(2)?, *f.get(3)?])
+}
+
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    cpu.split_whitespace()
+        .skip(1)
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v.parse::<u64>().unwrap_or(0))
+        .sum()
+}
+
+fn cpu_ticks(p: &Pids) -> Cpu {
+    let own = |pid: &str| proc_ticks(pid).map_or(0, |t| t[0] + t[1]);
+    Cpu {
+        gateway: own(&p.gateway.to_string()),
+        collector: own(&p.collector.to_string()),
+        clickhouse: p.clickhouse.map_or(0, |pid| own(&pid.to_string())),
+        load: proc_ticks("self").map_or(0, |t| t.iter().sum()),
+        machine: machine_busy_ticks(),
+    }
+}
+
+fn print_cpu(a: &Cpu, b: &Cpu, secs: f64) {
+    let pct = |x: u64, y: u64| y.saturating_sub(x) as f64 / CLK_TCK / secs * 100.0;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "  CPU over the load (% of one core): gateway {:.0}%, collector {:.0}%, ClickHouse (chdb) {:.0}%, load generator and kubectl {:.0}%; machine busy {:.0}% of {cores} cores",
+        pct(a.gateway, b.gateway),
+        pct(a.collector, b.collector),
+        pct(a.clickhouse, b.clickhouse),
+        pct(a.load, b.load),
+        pct(a.machine, b.machine) / cores as f64
+    );
 }
 
 fn client_tls(ca_pem: &str) -> anyhow::Result<rustls::ClientConfig> {
@@ -291,16 +634,16 @@ async fn send(
     Ok(resp)
 }
 
-/// Gets and lists until `until`; returns its latencies in microseconds.
+/// Gets and lists until `until`; returns its latencies, timed from `started`.
 async fn http_client(
     c: usize,
     tls: &Arc<rustls::ClientConfig>,
     addr: &str,
     token: &str,
     pause_ms: u64,
-    until: tokio::time::Instant,
+    (started, until): (Instant, tokio::time::Instant),
     counters: &Counters,
-) -> Vec<u32> {
+) -> Vec<Latency> {
     let mut lat = Vec::new();
     let mut conn: Option<Sender> = None;
     let mut i = c;
@@ -322,9 +665,16 @@ async fn http_client(
             format!("/api/v1/namespaces/bench/configmaps/cm-{}", i % CONFIGMAPS)
         };
         let t = Instant::now();
+        counters.sent.fetch_add(1, Ordering::Relaxed);
         match send(s, http::Method::GET, &path, token, None).await {
             Ok(status) => {
-                lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                lat.push(Latency {
+                    at_ms: t
+                        .duration_since(started)
+                        .as_millis()
+                        .min(u128::from(u32::MAX)) as u32,
+                    micros: t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32,
+                });
                 counters.answered.fetch_add(1, Ordering::Relaxed);
                 if !status.is_success() {
                     counters.non_2xx.fetch_add(1, Ordering::Relaxed);
@@ -358,6 +708,7 @@ async fn mutator(
         if let Some(s) = conn.as_mut() {
             n += 1;
             let body = json!({"data": {"n": n.to_string()}}).to_string();
+            counters.sent.fetch_add(1, Ordering::Relaxed);
             match send(
                 s,
                 http::Method::PATCH,
