@@ -1,6 +1,6 @@
 //! A rule index built once per policy: per request field, which rules could match a value (by
-//! exact value, or by the literal prefix of a glob or regex), as bitsets in rule order, so only
-//! rules not ruled out get the full check and first-match order is kept by walking the bits.
+//! exact value, literal prefix of a glob or regex, or one pass of a set of the other regexes),
+//! as bitsets in rule order; only rules left get the full check, walked in order (first match).
 use crate::model::{Rule, Verb};
 use crate::pattern::Pattern;
 use crate::request::Request;
@@ -28,7 +28,7 @@ impl Bits {
 
 /// What a rule's condition on one field needs of the value.
 enum Need {
-    /// No condition, or one the index cannot narrow (a glob or regex without a literal prefix).
+    /// No condition, or one the index cannot narrow (a glob without a literal prefix).
     Any,
     /// One of these: an exact value, or a literal prefix.
     OneOf(Vec<Key>),
@@ -37,11 +37,13 @@ enum Need {
 enum Key {
     Exact(String),
     Prefix(String),
+    /// A regex without a literal prefix, as compiled (anchored).
+    Regex(String),
 }
 
 /// Rules that could match each value of one request field. A rule whose condition on the field
-/// is absent, or has a glob or regex without a literal prefix, is in `wild` (the full check
-/// decides); the others are in the set of each exact value or literal prefix they list.
+/// is absent, or has a glob without a literal prefix, is in `wild` (the full check decides);
+/// the others are in the set of each exact value, literal prefix or prefix-less regex they list.
 #[derive(Debug, Clone, Default)]
 struct Field {
     /// Per exact value: the rules listing it, together with all `wild` rules.
@@ -50,6 +52,8 @@ struct Field {
     prefixes: HashMap<String, Bits>,
     /// The lengths (bytes) of the prefixes, so a value is looked up only at those.
     prefix_lens: Vec<usize>,
+    /// Regexes without a literal prefix, all run in one pass, and per regex the rules with it.
+    regexes: Option<(regex::RegexSet, Vec<Bits>)>,
     wild: Bits,
 }
 
@@ -58,7 +62,9 @@ impl Field {
         let mut wild = Bits::new(rules);
         let mut exact: HashMap<String, Bits> = HashMap::new();
         let mut prefixes: HashMap<String, Bits> = HashMap::new();
-        for (i, need) in needs.enumerate() {
+        let mut regexes: HashMap<String, Bits> = HashMap::new();
+        let needs: Vec<Need> = needs.collect();
+        for (i, need) in needs.into_iter().enumerate() {
             match need {
                 Need::Any => wild.set(i),
                 Need::OneOf(keys) => {
@@ -66,12 +72,28 @@ impl Field {
                         let (map, k) = match key {
                             Key::Exact(k) => (&mut exact, k),
                             Key::Prefix(k) => (&mut prefixes, k),
+                            Key::Regex(k) => (&mut regexes, k),
                         };
                         map.entry(k).or_insert_with(|| Bits::new(rules)).set(i);
                     }
                 }
             }
         }
+        let (sources, sets): (Vec<String>, Vec<Bits>) = regexes.into_iter().unzip();
+        let regexes = match regex::RegexSet::new(&sources) {
+            Ok(set) if !sources.is_empty() => Some((set, sets)),
+            Ok(_) => None,
+            // Each compiled alone; together they may pass the size limit: then those rules
+            // are candidates for every value.
+            Err(_) => {
+                for bits in &sets {
+                    for (w, b) in wild.0.iter_mut().zip(&bits.0) {
+                        *w |= b;
+                    }
+                }
+                None
+            }
+        };
         // Each value's set includes the wild rules, so one lookup gives those candidates.
         for bits in exact.values_mut() {
             for (b, w) in bits.0.iter_mut().zip(&wild.0) {
@@ -85,6 +107,7 @@ impl Field {
             exact,
             prefixes,
             prefix_lens,
+            regexes,
             wild,
         }
     }
@@ -100,11 +123,14 @@ impl Field {
                 out.push(bits);
             }
         }
+        if let Some((set, bits)) = &self.regexes {
+            out.extend(set.matches(value).iter().filter_map(|m| bits.get(m)));
+        }
     }
 }
 
-/// What a pattern list needs: any value when it is empty or has an entry with no literal
-/// prefix, else its exact values and prefixes.
+/// What a pattern list needs: any value when it is empty or has a glob with no literal prefix,
+/// else its exact values, prefixes and regexes.
 fn needs(patterns: &[Pattern]) -> Need {
     if patterns.is_empty() {
         return Need::Any;
@@ -117,7 +143,10 @@ fn needs(patterns: &[Pattern]) -> Need {
                 let head = &g[..g.find(['*', '?']).unwrap_or(g.len())];
                 (!head.is_empty()).then(|| Key::Prefix(head.to_string()))
             }
-            Pattern::Regex(_) => regex_prefix(&p.as_written()).map(Key::Prefix),
+            Pattern::Regex(r) => Some(
+                regex_prefix(&p.as_written())
+                    .map_or_else(|| Key::Regex(r.as_str().to_string()), Key::Prefix),
+            ),
         })
         .collect();
     keys.map_or(Need::Any, Need::OneOf)

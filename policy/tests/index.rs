@@ -129,7 +129,7 @@ fn policy_yaml(rules: &[String], role_rules: &[String]) -> String {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
     fn indexed_evaluation_equals_the_linear_walk(
