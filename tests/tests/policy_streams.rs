@@ -2,7 +2,8 @@
 //! Policy inside interactive streams, with real kubectl v1.35 (WebSocket and SPDY) through the
 //! real `gateway`: a TTY line refused by a `stdin` rule never runs, the user is told, the shell
 //! goes on and the refusal is on record naming the rule; the detectors of a `mask` rule run over
-//! exec output, a key split across two frames included (recording masked; live too in DLP).
+//! exec output, a key split across two frames included (recording masked and the count on
+//! `StreamEnded`; live too in DLP).
 use gatehouse_proto::v1::{Event, StreamChannel, event::Payload};
 use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::fixture::GatewayEnv;
@@ -253,6 +254,12 @@ async fn exec_output_is_masked_across_frames_in_the_recording_and_live_in_dlp_mo
                 "{name} {tag}: {recorded:?}"
             );
             assert!(!recorded.contains(&KEY[..4]), "{name} {tag}: {recorded:?}");
+            // The one key, split over two frames, is one masked value on the stream's end.
+            let masked = events.iter().find_map(|ev| match &ev.payload {
+                Some(Payload::StreamEnded(s)) => Some(s.masked_values),
+                _ => None,
+            });
+            assert_eq!(masked, Some(1), "{name} {tag}: StreamEnded.masked_values");
             if dlp {
                 assert_eq!(shown, recorded, "{name} {tag}: the caller sees it masked");
             } else {

@@ -11,6 +11,7 @@ use gatehouse_proto::v1::{StreamChannel, StreamDirection};
 use parking_lot::Mutex;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A typed line a stdin rule refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,9 @@ struct Output {
     dlp: bool,
     stdout: OutputMasker,
     stderr: OutputMasker,
+    /// The stream recorder's count, updated after each read so `StreamEnded` carries it
+    /// however the stream ends.
+    count: Arc<AtomicU32>,
 }
 
 pub struct Inspector {
@@ -61,11 +65,13 @@ impl Inspector {
         })
     }
 
-    /// The inspector from the container: output masking with `spec`'s detectors, if any.
+    /// The inspector from the container: output masking with `spec`'s detectors, if any, its
+    /// count of masked values kept in `count`.
     pub fn from_container(
         transport: &Transport,
         shared: &Arc<Mutex<Shared>>,
         spec: Option<Arc<MaskSpec>>,
+        count: Arc<AtomicU32>,
     ) -> Option<Self> {
         let spec = spec.filter(|s| s.scanner().is_some())?;
         Some(Inspector {
@@ -76,6 +82,7 @@ impl Inspector {
                 dlp: spec.dlp,
                 stdout: OutputMasker::new(spec.clone()),
                 stderr: OutputMasker::new(spec),
+                count,
             }),
         })
     }
@@ -85,6 +92,12 @@ impl Inspector {
         self.output
             .as_ref()
             .map_or(0, |o| o.stdout.masked + o.stderr.masked)
+    }
+
+    fn publish_count(&self) {
+        if let Some(o) = &self.output {
+            o.count.store(self.masked(), Ordering::Relaxed);
+        }
     }
 
     /// Splits `buf` into frames like [`Demux::feed`], inspecting each.
@@ -124,6 +137,7 @@ impl Inspector {
                 break;
             }
         }
+        self.publish_count();
         Ok(r)
     }
 
@@ -238,6 +252,7 @@ impl Inspector {
                 out.push(output_piece(ch, m.feed(b"", true)));
             }
         }
+        self.publish_count();
         out
     }
 }

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 /// Largest payload of one `StreamFrame` event: bigger frames are split, never cut.
@@ -33,6 +34,8 @@ pub struct StreamRecorder {
     started: Instant,
     capture_port_payload: bool,
     totals: Mutex<Totals>,
+    /// Output values masked so far, kept by the output inspector (see `masked_counter`).
+    masked: Arc<AtomicU32>,
 }
 
 impl StreamRecorder {
@@ -65,7 +68,13 @@ impl StreamRecorder {
                 copy,
                 ..Default::default()
             }),
+            masked: Arc::default(),
         }
+    }
+
+    /// Where the output inspector keeps its count of masked values, for `StreamEnded`.
+    pub fn masked_counter(&self) -> Arc<AtomicU32> {
+        self.masked.clone()
     }
 
     fn offset(&self) -> u64 {
@@ -250,6 +259,7 @@ impl StreamRecorder {
                 frames: t.frames,
                 connections: std::mem::take(&mut t.connections).into_values().collect(),
                 copy,
+                masked_values: self.masked.load(Ordering::Relaxed),
             }
         };
         self.recorder

@@ -176,6 +176,7 @@ pub async fn run(
             &transport,
             &shared,
             settings.mask.clone().filter(|_| command),
+            rec.masked_counter(),
         ),
         rec.clone(),
         side.clone(),

@@ -426,6 +426,10 @@ pub struct StreamEnded {
     pub connections: ::prost::alloc::vec::Vec<PortForwardConnection>,
     #[prost(message, optional, tag = "11")]
     pub copy: ::core::option::Option<FileCopy>,
+    /// Values the output detectors replaced in the recorded stdout/stderr frames (exec and attach
+    /// under a `mask` rule); the caller saw them unmasked unless the rule is DLP.
+    #[prost(uint32, tag = "12")]
+    pub masked_values: u32,
 }
 /// A signed statement of a session's hash chain so far (tamper evidence). The gateway appends one
 /// to each open session every digest interval (when it has new events) and one with `closed` when

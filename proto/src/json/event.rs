@@ -68,6 +68,7 @@ pub fn event_json(e: &Event) -> Value {
                 "aborted": x.aborted, "error": x.error,
                 "bytes_to_container": x.bytes_to_container,
                 "bytes_from_container": x.bytes_from_container, "frames": x.frames,
+                "masked_values": x.masked_values,
                 "connections": x.connections.iter().map(|c| json!({
                     "connection_id": c.connection_id, "port": c.port,
                     "bytes_to_container": c.bytes_to_container,

@@ -1,9 +1,16 @@
-//! `cargo xtask bench policy`: the gateway's masking code against a plain capture copy, in one
-//! run, on a 10 MiB Secret-heavy list and a 1 GiB log stream (thread CPU time, RSS), and the
-//! policy's evaluation time per request with 1,000 rules (p50/p99).
+//! `cargo xtask bench policy`: masking CPU of the real gateway process (a 10 MiB Secret list
+//! against the same ConfigMap list, a 1 GiB log stream with and without detectors), the masking
+//! code alone against a copy, and policy evaluation time per request with 1,000 rules.
+use anyhow::Context;
 use gatehouse_gateway::transcript::mask::Masker;
 use gatehouse_policy::{MaskSpec, Request};
+use gatehouse_tests::apiserver::{ApiServerOptions, GATEWAY_TOKEN, TestApiServer};
+use gatehouse_tests::gateway_proc::GatewayProc;
+use gatehouse_tests::oidc::TestIssuer;
+use serde_json::json;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 64 << 10;
@@ -11,11 +18,17 @@ const LOG_BYTES: usize = 1 << 30;
 const LIST_BYTES: usize = 10 << 20;
 
 pub fn policy() -> anyhow::Result<()> {
-    crate::bench::run_release("policy", &[], in_release)
+    crate::bench::run_release("policy", &["gatehouse-gateway"], in_release)
 }
 
 /// The bench itself, run by the release xtask only.
 fn in_release() -> anyhow::Result<()> {
+    // Policy evaluation first: it is quick and least disturbed by what the gateways leave behind.
+    evaluation()?;
+    if std::env::var_os("GATEHOUSE_BENCH_SKIP_GATEWAY").is_none() {
+        crate::bench::block_on(gateway_cpu())?;
+    }
+    println!("masking code alone (no TLS, HTTP or journal), against a plain copy:");
     let list = secret_list();
     let rounds = 10;
     let base = measure(|| {
@@ -48,8 +61,7 @@ fn in_release() -> anyhow::Result<()> {
         masked,
         LOG_BYTES,
     );
-
-    evaluation()
+    Ok(())
 }
 
 /// CPU time of this thread, from the scheduler's own accounting (nanoseconds on CPU).
@@ -187,15 +199,44 @@ fn secret_list() -> Vec<u8> {
     out.into_bytes()
 }
 
-/// 1,000 rules none of which match, then the default: the worst case of first-match.
+/// Evaluation time per request with 1,000 rules, none of which match (the default decides),
+/// in three shapes: rules the index rules out by an exact value (the bench's original shape),
+/// rules that match the request's verb and resource but name other namespaces (exact, so also
+/// ruled out), rules that match verb, resource and namespace and fail only on a regex over the
+/// name (its literal prefix rules them out), and the worst case: the same with a regex that has
+/// no literal prefix, so every rule gets the full check.
 fn evaluation() -> anyhow::Result<()> {
-    let mut yaml = String::from("version: 1\ndefault: {action: allow}\nrules:\n");
-    for i in 0..1000 {
-        yaml.push_str(&format!(
-            "  - name: r{i}\n    match: {{users: [\"user-{i}-*\"], groups: [team-{i}], verbs: [delete, patch], namespaces: [\"ns-{i}\"], names: [\"/app-{i}-[a-z]+/\"]}}\n    action: deny\n"
-        ));
-    }
-    let policy = gatehouse_policy::parse(&yaml, "bench")?;
+    /// What a shape is called, and its rule number `i`'s `match:`.
+    type Shape = (&'static str, fn(usize) -> String);
+    let shapes: [Shape; 4] = [
+        (
+            "different users/groups/namespaces (glob user, regex name)",
+            |i| {
+                format!(
+                    "{{users: [\"user-{i}-*\"], groups: [team-{i}], verbs: [delete, patch], namespaces: [\"ns-{i}\"], names: [\"/app-{i}-[a-z]+/\"]}}"
+                )
+            },
+        ),
+        ("same verb and resource, other namespaces (exact)", |i| {
+            format!("{{verbs: [delete], resources: [pods], namespaces: [\"ns-{i}\"]}}")
+        }),
+        (
+            "same verb, resource and namespace, failing on a regex name with a literal prefix",
+            |i| {
+                format!(
+                    "{{verbs: [delete], resources: [pods], namespaces: [payments], names: [\"/app-{i}-[a-z]+/\"]}}"
+                )
+            },
+        ),
+        (
+            "same verb, resource and namespace, failing on a regex name without a literal prefix (worst case: no index help)",
+            |i| {
+                format!(
+                    "{{verbs: [delete], resources: [pods], namespaces: [payments], names: [\"/[a-z]+-{i}-[a-z]+/\"]}}"
+                )
+            },
+        ),
+    ];
     let req = Request {
         user: "alice@example.com".into(),
         groups: vec!["devs".into(), "system:authenticated".into()],
@@ -206,20 +247,313 @@ fn evaluation() -> anyhow::Result<()> {
         name: "payments-api-1".into(),
         ..Default::default()
     };
-    let n = 20_000;
-    let mut times = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        std::hint::black_box(policy.evaluate(std::hint::black_box(&req)));
-        times.push(t.elapsed());
+    for (what, rule) in shapes {
+        let mut yaml = String::from("version: 1\ndefault: {action: allow}\nrules:\n");
+        for i in 0..1000 {
+            yaml.push_str(&format!(
+                "  - name: r{i}\n    match: {}\n    action: deny\n",
+                rule(i)
+            ));
+        }
+        let policy = gatehouse_policy::parse(&yaml, "bench")?;
+        anyhow::ensure!(policy.evaluate(&req).rule.is_none(), "a rule matched");
+        let n = 20_000;
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            std::hint::black_box(policy.evaluate(std::hint::black_box(&req)));
+            times.push(t.elapsed());
+        }
+        times.sort();
+        let p = |q: f64| times[((n as f64 * q) as usize).min(n - 1)];
+        println!(
+            "policy evaluation, 1,000 rules, no match, {what}: p50 {:.1} µs, p99 {:.1} µs (target ≤ 20 µs), max {:.1} µs ({n} requests)",
+            p(0.50).as_secs_f64() * 1e6,
+            p(0.99).as_secs_f64() * 1e6,
+            times[n - 1].as_secs_f64() * 1e6
+        );
     }
-    times.sort();
-    let p = |q: f64| times[((n as f64 * q) as usize).min(n - 1)];
+    Ok(())
+}
+
+/// Secrets (and as many ConfigMaps) in the served list: 4 values of 1,000 bytes each, ~10 MiB.
+const LIST_OBJECTS: usize = 2_400;
+
+/// The real gateway's CPU time (utime + stime of its process) for the same client work with
+/// masking and without, in interleaved rounds: (a) one gateway serving a Secret list (built-in
+/// Secret masking of the transcript) and the ConfigMap list of the same shape (not masked); the
+/// whole body is captured (`--capture-bytes=16MiB`) so the masker sees all of it; (b) a 1 GiB
+/// `logs?follow=true` through a gateway whose policy masks logs with all detectors in DLP mode
+/// (every byte scanned and rewritten live) and through one whose policy has no mask rule.
+async fn gateway_cpu() -> anyhow::Result<()> {
+    let rounds: usize = env_num("GATEHOUSE_BENCH_ROUNDS", 3);
+    let fetches: usize = env_num("GATEHOUSE_BENCH_LIST_FETCHES", 20);
+    let log_bytes: u64 = env_num("GATEHOUSE_BENCH_LOG_BYTES", 1 << 30);
+    let dir = tempfile::tempdir()?;
+    let mut opts = ApiServerOptions::default();
+    opts.objects.push(json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}
+    }));
+    for i in 0..LIST_OBJECTS {
+        let v = |k: usize| format!("{:0>1000}", format!("c2VjcmV0LXZhbHVl{i}{k}"));
+        let data = json!({"a": v(0), "b": v(1), "c": v(2), "d": v(3)});
+        let meta = |kind: &str| json!({"name": format!("{kind}-{i}"), "namespace": "bench", "labels": {"app": "payments-api"}});
+        opts.objects.push(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": meta("s"), "type": "Opaque", "data": data.clone()
+        }));
+        opts.objects.push(json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("c"), "data": data
+        }));
+    }
+    opts.logs
+        .generated_bytes
+        .insert("bench/big-logger".into(), log_bytes);
+    opts.objects.push(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "big-logger", "namespace": "bench"},
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]}
+    }));
+    let api = TestApiServer::start(opts).await?;
+    let upstream = dir.path().join("upstream.kubeconfig");
+    api.write_kubeconfig(&upstream, GATEWAY_TOKEN)?;
+    let issuer = TestIssuer::start().await?;
+    let issuer_ca = dir.path().join("issuer-ca.pem");
+    std::fs::write(&issuer_ca, &issuer.ca_pem)?;
+    let token = issuer.token("bench", &["bench"], "gatehouse")?;
+    let base = vec![
+        "--upstream-mode=kubeconfig".to_string(),
+        format!("--kubeconfig={}", upstream.display()),
+        format!("--oidc-issuer-url={}", issuer.url),
+        "--oidc-audience=gatehouse".into(),
+        format!("--oidc-ca-file={}", issuer_ca.display()),
+        "--oidc-username-prefix=-".into(),
+    ];
+
+    // (a) Secret list against ConfigMap list, one gateway.
+    let mut flags = base.clone();
+    flags.push("--capture-bytes=16MiB".into());
+    let (gw, ca) = start_gateway(dir.path(), "list", &flags).await?;
+    let client = Client { token };
+    let secrets = format!("{}/api/v1/namespaces/bench/secrets", gw.url);
+    let configmaps = format!("{}/api/v1/namespaces/bench/configmaps", gw.url);
+    let size = client.fetch(&ca, &secrets).await?;
+    let cm_size = client.fetch(&ca, &configmaps).await?;
+    let mut list = [Total::default(), Total::default()];
+    for round in 0..rounds {
+        // Alternate which goes first, so a drift in machine load falls on both.
+        for k in [round % 2, 1 - round % 2] {
+            let url = if k == 0 { &secrets } else { &configmaps };
+            list[k].add(
+                measure_gateway(&gw, async {
+                    for _ in 0..fetches {
+                        client.fetch(&ca, url).await?;
+                    }
+                    Ok::<(), anyhow::Error>(())
+                })
+                .await?,
+            );
+        }
+    }
+    gw.stop().await?;
+
+    // (b) 1 GiB of logs, detectors in DLP mode against no mask rule.
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, "version: 1\ndefault: {action: allow}\n")?;
+    let masking = dir.path().join("mask-logs.yaml");
+    std::fs::write(
+        &masking,
+        "version: 1\ndefault: {action: allow}\nrules:\n  - name: mask-logs\n    match: {resources: [pods], subresources: [log]}\n    action: mask\n    mask: {dlp: true}\n",
+    )?;
+    let mut gws = Vec::new();
+    for (i, policy) in [&masking, &plain].into_iter().enumerate() {
+        let mut flags = base.clone();
+        flags.push(format!("--policy-file={}", policy.display()));
+        gws.push(start_gateway(dir.path(), &format!("logs-{i}"), &flags).await?);
+    }
+    let mut logs = [Total::default(), Total::default()];
+    for round in 0..rounds {
+        for k in [round % 2, 1 - round % 2] {
+            let (gw, ca) = &gws[k];
+            let url = format!(
+                "{}/api/v1/namespaces/bench/pods/big-logger/log?follow=true&limitBytes={log_bytes}",
+                gw.url
+            );
+            let got = std::cell::Cell::new(0);
+            logs[k].add(
+                measure_gateway(gw, async {
+                    got.set(client.fetch(ca, &url).await?);
+                    Ok::<(), anyhow::Error>(())
+                })
+                .await?,
+            );
+            anyhow::ensure!(
+                got.get() == log_bytes,
+                "the log stream ended after {} of {log_bytes} bytes",
+                got.get()
+            );
+        }
+    }
+    for (gw, _) in gws {
+        gw.stop().await?;
+    }
+
     println!(
-        "policy evaluation, 1,000 rules, no match: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs ({n} requests)",
-        p(0.50).as_secs_f64() * 1e6,
-        p(0.99).as_secs_f64() * 1e6,
-        times[n - 1].as_secs_f64() * 1e6
+        "gateway process CPU (utime+stime), {rounds} interleaved rounds, busy machines inflate both sides alike:"
+    );
+    print_pair(
+        &format!(
+            "{} KiB Secret list x{fetches} (masked in the transcript) vs {} KiB ConfigMap list (not masked)",
+            size >> 10,
+            cm_size >> 10
+        ),
+        &list,
+    );
+    print_pair(
+        &format!(
+            "{} MiB logs -f, all detectors (DLP) vs no mask rule",
+            log_bytes >> 20
+        ),
+        &logs,
     );
     Ok(())
+}
+
+fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A gateway in its own directory (its TLS files and CA, its journal), and its CA file.
+async fn start_gateway(
+    dir: &Path,
+    name: &str,
+    flags: &[String],
+) -> anyhow::Result<(GatewayProc, PathBuf)> {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir)?;
+    let gw = GatewayProc::start(&dir, &dir.join("journal"), flags).await?;
+    let ca = dir.join("gateway-ca.pem");
+    std::fs::write(&ca, &gw.ca_pem)?;
+    Ok((gw, ca))
+}
+
+/// curl against the gateway: its CPU is not the gateway's.
+struct Client {
+    token: String,
+}
+
+impl Client {
+    /// GETs `url` trusting `ca`, returning the body's size.
+    async fn fetch(&self, ca: &Path, url: &str) -> anyhow::Result<u64> {
+        let out = tokio::process::Command::new("curl")
+            .args(["-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download}"])
+            .arg("--cacert")
+            .arg(ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", self.token))
+            .arg(url)
+            .output()
+            .await
+            .context("running curl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "curl {url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+    }
+}
+
+#[derive(Default)]
+struct Total {
+    cpu: Duration,
+    /// Peak RSS above the RSS at the start of its run, the largest over the rounds.
+    rss_growth_kib: u64,
+    peak_kib: u64,
+}
+
+impl Total {
+    fn add(&mut self, (cpu, start, peak): (Duration, u64, u64)) {
+        self.cpu += cpu;
+        self.rss_growth_kib = self.rss_growth_kib.max(peak.saturating_sub(start));
+        self.peak_kib = self.peak_kib.max(peak);
+    }
+}
+
+fn print_pair(what: &str, [masked, plain]: &[Total; 2]) {
+    let ratio = masked.cpu.as_secs_f64() / plain.cpu.as_secs_f64().max(1e-9);
+    println!(
+        "  {what}: masked {:.2}s, not masked {:.2}s, ratio {ratio:.2}x (target ≤ 1.3x); RSS growth in a run {} KiB / {} KiB, peak {} KiB / {} KiB",
+        masked.cpu.as_secs_f64(),
+        plain.cpu.as_secs_f64(),
+        masked.rss_growth_kib,
+        plain.rss_growth_kib,
+        masked.peak_kib,
+        plain.peak_kib,
+    );
+}
+
+/// Runs `work` and returns the gateway's CPU time over it, its RSS at the start and its peak RSS
+/// (sampled every 20 ms).
+async fn measure_gateway(
+    gw: &GatewayProc,
+    work: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<(Duration, u64, u64)> {
+    let pid = gw.pid().context("the gateway has no pid")?;
+    let start = proc_rss_kib(pid).unwrap_or(0);
+    let peak = Arc::new(AtomicU64::new(start));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(proc_rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let before = proc_cpu(pid)?;
+    let result = work.await;
+    let cpu = proc_cpu(pid)?.saturating_sub(before);
+    sampler.abort();
+    result?;
+    peak.fetch_max(proc_rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+    Ok((cpu, start, peak.load(Ordering::Relaxed)))
+}
+
+/// utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15, in clock ticks).
+fn proc_cpu(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("parsing /proc/<pid>/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux in practice).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100)
+    })
+}
+
+fn proc_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
 }
