@@ -166,6 +166,10 @@ pub struct ServeArgs {
     /// A batch is inserted once it holds this many rows ...
     #[arg(long, env = "COLLECTOR_BATCH_MAX_ROWS", default_value_t = 50_000)]
     pub batch_max_rows: usize,
+    /// A batch of at least this many rows is inserted at once when no more are queued and an
+    /// insert slot is free (the shippers are waiting for acknowledgements).
+    #[arg(long, env = "COLLECTOR_BATCH_MIN_ROWS", default_value_t = 10_000)]
+    pub batch_min_rows: usize,
     /// ... or this many bytes of encoded events ...
     #[arg(long, env = "COLLECTOR_BATCH_MAX_BYTES", default_value_t = 64 << 20)]
     pub batch_max_bytes: usize,
@@ -220,6 +224,9 @@ impl ServeArgs {
         }
         if self.batch_max_rows == 0 || self.batch_max_bytes == 0 || self.batch_period.is_zero() {
             return cfg("--batch-max-rows, --batch-max-bytes and --batch-period must be positive");
+        }
+        if self.batch_min_rows > self.batch_max_rows {
+            return cfg("--batch-min-rows must not exceed --batch-max-rows");
         }
         if self.queue_batches == 0 {
             return cfg("--queue-batches must be positive");

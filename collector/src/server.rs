@@ -79,6 +79,7 @@ pub async fn start(
         client.clone(),
         WriterOptions {
             max_rows: args.batch_max_rows,
+            min_rows: args.batch_min_rows,
             max_bytes: args.batch_max_bytes,
             period: args.batch_period,
             queue: args.queue_batches,

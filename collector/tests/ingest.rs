@@ -420,3 +420,53 @@ async fn bad_input_is_named_and_refused_rows_go_to_the_dead_letter_file() {
     let back = gatehouse_proto::v1::Event::decode(raw.as_slice()).unwrap();
     assert_eq!(back.event_id, broken[0].event_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_min_rows_goes_without_waiting_out_the_period() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = clickhouse(tmp.path()).await;
+    let pki = CollectorPki::write(tmp.path()).unwrap();
+    // The shipper's window (8 batches of 40) never fills a 100k-row insert: only the early
+    // flush at --batch-min-rows (one shipped batch here, so no tail is left below it) can
+    // answer before the 10-minute period.
+    let col = collector(
+        tmp.path(),
+        &ch,
+        &pki,
+        &[
+            "--batch-period=10m",
+            "--batch-min-rows=40",
+            "--batch-max-rows=100000",
+        ],
+    )
+    .await;
+    let events = session_events("carol", 2, 100);
+    let j = journal(&tmp.path().join("journal"), &events);
+    let shipper = Shipper::new(j.clone(), shipper_config(&col.addr, &pki)).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(shipper.run(async move {
+        let _ = stop_rx.await;
+    }));
+    assert!(
+        wait_acked(&j, Duration::from_secs(120)).await,
+        "400 events were not acknowledged long before the period; log:\n{}",
+        col.log.lock().join("\n")
+    );
+    assert_eq!(
+        ch.query_text("SELECT count() FROM events FINAL")
+            .await
+            .unwrap()
+            .trim(),
+        "400"
+    );
+    // Fewer than --batch-min-rows rows wait for more (or for the period).
+    for e in session_events("carol", 1, 5) {
+        j.append(&e.encode_to_vec()).unwrap();
+    }
+    assert!(
+        !wait_acked(&j, Duration::from_secs(3)).await,
+        "10 rows were inserted without waiting for more"
+    );
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+}

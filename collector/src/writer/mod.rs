@@ -1,6 +1,9 @@
 //! The ClickHouse writer: one task that gathers shipped batches into inserts of up to
 //! `--batch-max-rows` rows / `--batch-max-bytes` bytes / `--batch-period`, whichever comes first,
-//! and resolves each batch only once its rows are durable (or dead-lettered).
+//! and resolves each batch only once its rows are durable (or dead-lettered). An insert of at
+//! least `--batch-min-rows` goes early when nothing more is queued and an insert slot is free:
+//! shippers hold back until their batches are acknowledged, so their windows may together be
+//! smaller than `--batch-max-rows`, and waiting out the period then only idles them.
 //!
 //! Connection and server errors are retried with backoff, holding the rows (the bounded queue
 //! in front then pushes back on the shippers). ClickHouse refusing the data itself (codes 117,
@@ -56,6 +59,9 @@ pub struct Outcome {
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
     pub max_rows: usize,
+    /// An insert with this many rows goes without waiting out `period` once nothing more is
+    /// queued and an insert slot is free.
+    pub min_rows: usize,
     pub max_bytes: usize,
     pub period: Duration,
     pub queue: usize,
@@ -126,7 +132,24 @@ impl Writer {
             let mut rows = first.batch.rows();
             let mut bytes = first.batch.bytes();
             let mut jobs = vec![first];
-            while rows < this.opts.max_rows && bytes < this.opts.max_bytes {
+            let concurrency = this.opts.concurrency.max(1);
+            loop {
+                // Take what is already queued before deciding, so an early insert is as large
+                // as the shippers have made it.
+                while rows < this.opts.max_rows && bytes < this.opts.max_bytes {
+                    let Ok(job) = rx.try_recv() else { break };
+                    rows += job.batch.rows();
+                    bytes += job.batch.bytes();
+                    jobs.push(job);
+                }
+                if rows >= this.opts.max_rows || bytes >= this.opts.max_bytes {
+                    break;
+                }
+                while in_flight.try_join_next().is_some() {}
+                // While every slot is busy the batch keeps growing, so slow inserts get larger.
+                if rows >= this.opts.min_rows && in_flight.len() < concurrency {
+                    break;
+                }
                 tokio::select! {
                     job = rx.recv() => match job {
                         Some(job) => {
@@ -136,12 +159,13 @@ impl Writer {
                         }
                         None => break,
                     },
+                    Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
             // Each shipped batch is acknowledged by its own job, and each stream awaits its acks
             // in order, so inserts may finish in any order.
-            while in_flight.len() >= this.opts.concurrency.max(1) {
+            while in_flight.len() >= concurrency {
                 let _ = in_flight.join_next().await;
             }
             // Counted as queued until its insert starts, so slow inserts show as a queue.
