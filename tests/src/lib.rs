@@ -6,6 +6,7 @@ pub mod apiserver;
 pub mod binaries;
 pub mod clickhouse;
 pub mod collector_proc;
+pub mod discard_clickhouse;
 pub mod fixture;
 pub mod gateway_proc;
 pub mod kubectl;

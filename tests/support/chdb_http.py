@@ -45,6 +45,21 @@ class Engine:
         self.spool = tempfile.mkdtemp(prefix="chdb-http-")
 
     def run(self, sql, data, params):
+        m = INSERT_DATA.match(sql)
+        if m and data is not None:
+            # Spooled before taking the lock, so the next insert's body is written while the
+            # engine is busy with this one (chdb releases the GIL while it runs a query).
+            spool = os.path.join(self.spool, "insert-{}.bin".format(threading.get_ident()))
+            with open(spool, "wb") as f:
+                f.write(data)
+            try:
+                sql = "{} FROM INFILE {} FORMAT {}".format(m.group(1), quote_literal(spool), m.group(2))
+                return self.run_locked(sql, None, params)
+            finally:
+                os.unlink(spool)
+        return self.run_locked(sql, data, params)
+
+    def run_locked(self, sql, data, params):
         with self.lock:
             applied = []
             try:
@@ -58,16 +73,6 @@ class Engine:
                     self.conn.query("SET {} = {}".format(name, quote_literal(value)), "TabSeparated")
                     applied.append(name)
                 fmt = params.get("default_format") or "TabSeparated"
-                m = INSERT_DATA.match(sql)
-                if m and data is not None:
-                    spool = os.path.join(self.spool, "insert-{}.bin".format(threading.get_ident()))
-                    with open(spool, "wb") as f:
-                        f.write(data)
-                    sql = "{} FROM INFILE {} FORMAT {}".format(m.group(1), quote_literal(spool), m.group(2))
-                    try:
-                        return self.conn.query(sql, fmt).bytes()
-                    finally:
-                        os.unlink(spool)
                 if data:
                     sql = sql + "\n" + data.decode("utf-8")
                 return self.conn.query(sql, fmt).bytes()

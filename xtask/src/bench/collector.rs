@@ -2,7 +2,7 @@
 //! engine (the chdb fixture, or `CLICKHOUSE_URL`), measured end to end in one run: journal →
 //! shipper → gRPC Ingest → ClickHouse events/s, request-to-queryable lag, listing one identity's
 //! sessions among 10M stored events, and how soon the replay of a 1-hour session starts.
-use anyhow::ensure;
+use anyhow::{Context as _, ensure};
 use gatehouse_journal::{FsyncPolicy, Journal, JournalOptions};
 use gatehouse_proto::v1::event::Payload;
 use gatehouse_proto::v1::query_client::QueryClient;
@@ -13,6 +13,7 @@ use gatehouse_proto::v1::{
 use gatehouse_shipper::{Shipper, ShipperConfig, TlsConfig};
 use gatehouse_tests::clickhouse::TestClickHouse;
 use gatehouse_tests::collector_proc::{CollectorPki, CollectorProc};
+use gatehouse_tests::discard_clickhouse::DiscardClickHouse;
 use gatehouse_tests::oidc::TestIssuer;
 use prost::Message;
 use std::sync::Arc;
@@ -161,6 +162,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn run() -> anyhow::Result<()> {
+    let parts = Parts::from_env()?;
     let dir = tempfile::tempdir()?;
     let ch = TestClickHouse::start(dir.path()).await?;
     let pki = CollectorPki::write(dir.path())?;
@@ -178,7 +180,7 @@ async fn run() -> anyhow::Result<()> {
     ]);
     let collector = CollectorProc::start(dir.path(), 0, &args).await?;
     println!(
-        "collector: release binary, default batching (50k rows or 1 s); ClickHouse: {}",
+        "collector: release binary, default batching (50k rows or 1 s; from 10k rows early when no more is queued and one of 2 insert slots is free); ClickHouse: {}",
         if ch.is_fixture() {
             "the chdb 26.9 engine behind tests/support/chdb_http.py (a stand-in for a server: \
              one Python process, no LZ4 transfer compression)"
@@ -196,14 +198,7 @@ async fn run() -> anyhow::Result<()> {
         },
     )?;
     let (hour_session, events) = write_journal(&journal)?;
-    let client = pki.client_ca.issue_client("gateway-test", &[])?;
-    let mut cfg = ShipperConfig::new(format!("https://{}", collector.addr));
-    cfg.tls = Some(TlsConfig {
-        ca_pem: pki.server_ca.pem.clone().into_bytes(),
-        identity: Some((client.cert_pem.into_bytes(), client.key_pem.into_bytes())),
-        domain_name: Some("localhost".into()),
-    });
-    let shipper = Shipper::new(journal.clone(), cfg)?;
+    let shipper = shipper_to(&journal, &collector, &pki)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let cpu_before = CpuTimes::now();
     let started = Instant::now();
@@ -235,40 +230,53 @@ async fn run() -> anyhow::Result<()> {
         cpu.fixture,
         cpu.bench
     );
+    let inserts = collector_metric(&collector, "inserts_total").await?;
+    println!(
+        "ingest: {inserts:.0} INSERTs of {:.0} rows on average",
+        events as f64 / inserts.max(1.0)
+    );
 
     // 2. Request-to-queryable lag: one event appended to the journal, polled for in ClickHouse.
-    let mut lags = Vec::new();
-    for i in 0..LAG_SAMPLES {
-        let session = uuid::Uuid::now_v7().to_string();
-        let [e, _] = pair(&session, "lag", 1, now_nanos(), i);
-        let id = e.event_id.clone();
-        let t0 = Instant::now();
-        journal.append(&e.encode_to_vec())?;
-        let sql = format!(
-            "SELECT count() FROM events WHERE time >= now64(9) - INTERVAL 1 MINUTE AND event_id = '{id}'"
-        );
-        loop {
-            if ch.query_text(&sql).await?.trim() == "1" {
-                break;
-            }
-            ensure!(
-                t0.elapsed() < Duration::from_secs(30),
-                "event {id} never became queryable"
+    if parts.lag {
+        let mut lags = Vec::new();
+        for i in 0..LAG_SAMPLES {
+            let session = uuid::Uuid::now_v7().to_string();
+            let [e, _] = pair(&session, "lag", 1, now_nanos(), i);
+            let id = e.event_id.clone();
+            let t0 = Instant::now();
+            journal.append(&e.encode_to_vec())?;
+            let sql = format!(
+                "SELECT count() FROM events WHERE time >= now64(9) - INTERVAL 1 MINUTE AND event_id = '{id}'"
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            loop {
+                if ch.query_text(&sql).await?.trim() == "1" {
+                    break;
+                }
+                ensure!(
+                    t0.elapsed() < Duration::from_secs(30),
+                    "event {id} never became queryable"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            lags.push(t0.elapsed());
+            tokio::time::sleep(Duration::from_millis(50 + (i as u64 * 37) % 200)).await;
         }
-        lags.push(t0.elapsed());
-        tokio::time::sleep(Duration::from_millis(50 + (i as u64 * 37) % 200)).await;
+        lags.sort();
+        println!(
+            "lag: request-to-queryable over {LAG_SAMPLES} events: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target p99 ≤ 2 s)",
+            percentile(&lags, 0.5).as_secs_f64() * 1e3,
+            percentile(&lags, 0.99).as_secs_f64() * 1e3,
+            lags.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        );
     }
-    lags.sort();
-    println!(
-        "lag: request-to-queryable over {LAG_SAMPLES} events: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target p99 ≤ 2 s)",
-        percentile(&lags, 0.5).as_secs_f64() * 1e3,
-        percentile(&lags, 0.99).as_secs_f64() * 1e3,
-        lags.last().copied().unwrap_or_default().as_secs_f64() * 1e3
-    );
     let _ = stop.send(());
     let _ = ship.await;
+    if parts.discard {
+        discard_ingest(&ch, &pki, dir.path()).await?;
+    }
+    if !parts.list && !parts.replay {
+        return Ok(());
+    }
 
     // 3. 10M stored events, generated inside ClickHouse over its HTTP interface (the
     // materialized views fire as for ingest). Sessions of 100 events, 25 s apart on average,
@@ -307,159 +315,299 @@ async fn run() -> anyhow::Result<()> {
     let channel = query_channel(&collector.addr, &pki).await?;
     let mut query = QueryClient::new(channel);
     let token = issuer.token("auditor", &["auditors"], "gatehouse")?;
-
-    // 4. Listing one identity's sessions among them: the heaviest identity (its first 1,000
-    // sessions, the default page), a typical one and a light one, round robin.
-    let counts = ch
-        .query_text(
-            "SELECT actor, uniqExact(session_id) AS n FROM events WHERE producer = 'gateway' AND instance = 'seed' \
-             GROUP BY actor ORDER BY n DESC",
-        )
-        .await?;
-    let counts: Vec<(String, u64)> = counts
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .filter_map(|(a, n)| Some((a.to_string(), n.parse().ok()?)))
-        .collect();
-    ensure!(
-        counts.len() > 10,
-        "the seed made {} identities",
-        counts.len()
-    );
-    let picks = [
-        counts[0].clone(),
-        counts[counts.len() / 2].clone(),
-        counts[counts.len() - 1].clone(),
-    ];
-    let mut lists = Vec::new();
-    for i in 0..QUERY_SAMPLES {
-        let (user, n) = &picks[i % picks.len()];
-        let t0 = Instant::now();
-        let got = query
-            .list_sessions(authed(
-                ListSessionsRequest {
-                    username: user.clone(),
-                    ..Default::default()
-                },
-                &token,
-            ))
-            .await?
-            .into_inner();
-        lists.push(t0.elapsed());
-        let want = (*n).min(1000);
-        ensure!(
-            got.sessions.len() as u64 == want,
-            "{user} has {} sessions listed, expected {want}",
-            got.sessions.len()
-        );
-    }
-    lists.sort();
-    println!(
-        "list (gRPC ListSessions): one identity's sessions among {} stored events, identities with {} / {} / {} sessions: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {QUERY_SAMPLES} calls (target ≤ 300 ms; each call also writes its access-audit row)",
-        total.trim(),
-        picks[0].1,
-        picks[1].1,
-        picks[2].1,
-        percentile(&lists, 0.5).as_secs_f64() * 1e3,
-        percentile(&lists, 0.99).as_secs_f64() * 1e3,
-        lists.last().copied().unwrap_or_default().as_secs_f64() * 1e3
-    );
     let https = json_client(&pki)?;
     let port = collector
         .addr
         .rsplit_once(':')
         .map(|(_, p)| p)
         .unwrap_or("0");
-    let mut json_lists = Vec::new();
-    for i in 0..QUERY_SAMPLES {
-        let (user, n) = &picks[i % picks.len()];
-        let t0 = Instant::now();
-        let body = json_get(
-            &https,
-            &format!("https://localhost:{port}/v1/sessions?identity={user}"),
-            &token,
+
+    // 4. Listing one identity's sessions among them: the heaviest identity (its first 1,000
+    // sessions, the default page), a typical one and a light one, round robin.
+    if parts.list {
+        let counts = ch
+        .query_text(
+            "SELECT actor, uniqExact(session_id) AS n FROM events WHERE producer = 'gateway' AND instance = 'seed' \
+             GROUP BY actor ORDER BY n DESC",
         )
         .await?;
-        json_lists.push(t0.elapsed());
-        let got: serde_json::Value = serde_json::from_slice(&body)?;
-        let listed = got["sessions"].as_array().map_or(0, Vec::len) as u64;
+        let counts: Vec<(String, u64)> = counts
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .filter_map(|(a, n)| Some((a.to_string(), n.parse().ok()?)))
+            .collect();
         ensure!(
-            listed == (*n).min(1000),
-            "JSON: {user} has {listed} sessions listed"
+            counts.len() > 10,
+            "the seed made {} identities",
+            counts.len()
+        );
+        let picks = [
+            counts[0].clone(),
+            counts[counts.len() / 2].clone(),
+            counts[counts.len() - 1].clone(),
+        ];
+        let mut lists = Vec::new();
+        for i in 0..QUERY_SAMPLES {
+            let (user, n) = &picks[i % picks.len()];
+            let t0 = Instant::now();
+            let got = query
+                .list_sessions(authed(
+                    ListSessionsRequest {
+                        username: user.clone(),
+                        ..Default::default()
+                    },
+                    &token,
+                ))
+                .await?
+                .into_inner();
+            lists.push(t0.elapsed());
+            let want = (*n).min(1000);
+            ensure!(
+                got.sessions.len() as u64 == want,
+                "{user} has {} sessions listed, expected {want}",
+                got.sessions.len()
+            );
+        }
+        lists.sort();
+        println!(
+            "list (gRPC ListSessions): one identity's sessions among {} stored events, identities with {} / {} / {} sessions: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {QUERY_SAMPLES} calls (target ≤ 300 ms; each call also writes its access-audit row)",
+            total.trim(),
+            picks[0].1,
+            picks[1].1,
+            picks[2].1,
+            percentile(&lists, 0.5).as_secs_f64() * 1e3,
+            percentile(&lists, 0.99).as_secs_f64() * 1e3,
+            lists.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        );
+        let mut json_lists = Vec::new();
+        for i in 0..QUERY_SAMPLES {
+            let (user, n) = &picks[i % picks.len()];
+            let t0 = Instant::now();
+            let body = json_get(
+                &https,
+                &format!("https://localhost:{port}/v1/sessions?identity={user}"),
+                &token,
+            )
+            .await?;
+            json_lists.push(t0.elapsed());
+            let got: serde_json::Value = serde_json::from_slice(&body)?;
+            let listed = got["sessions"].as_array().map_or(0, Vec::len) as u64;
+            ensure!(
+                listed == (*n).min(1000),
+                "JSON: {user} has {listed} sessions listed"
+            );
+        }
+        json_lists.sort();
+        println!(
+            "list (JSON GET /v1/sessions?identity=): p50 {:.0} ms, p99 {:.0} ms over {QUERY_SAMPLES} calls",
+            percentile(&json_lists, 0.5).as_secs_f64() * 1e3,
+            percentile(&json_lists, 0.99).as_secs_f64() * 1e3,
         );
     }
-    json_lists.sort();
-    println!(
-        "list (JSON GET /v1/sessions?identity=): p50 {:.0} ms, p99 {:.0} ms over {QUERY_SAMPLES} calls",
-        percentile(&json_lists, 0.5).as_secs_f64() * 1e3,
-        percentile(&json_lists, 0.99).as_secs_f64() * 1e3,
-    );
 
     // 5. Replay of the 1-hour session: time to the first streamed event, and to the last.
-    let mut firsts = Vec::new();
-    let mut alls = Vec::new();
-    for _ in 0..REPLAY_SAMPLES {
-        let t0 = Instant::now();
-        let mut stream = query
-            .get_session(authed(
-                GetSessionRequest {
-                    session_id: hour_session.clone(),
-                    from_seq: 0,
-                },
-                &token,
-            ))
-            .await?
-            .into_inner();
-        let mut n = 0usize;
-        while let Some(_e) = stream.message().await? {
-            if n == 0 {
-                firsts.push(t0.elapsed());
+    if parts.replay {
+        let mut firsts = Vec::new();
+        let mut alls = Vec::new();
+        for _ in 0..REPLAY_SAMPLES {
+            let t0 = Instant::now();
+            let mut stream = query
+                .get_session(authed(
+                    GetSessionRequest {
+                        session_id: hour_session.clone(),
+                        from_seq: 0,
+                    },
+                    &token,
+                ))
+                .await?
+                .into_inner();
+            let mut n = 0usize;
+            while let Some(_e) = stream.message().await? {
+                if n == 0 {
+                    firsts.push(t0.elapsed());
+                }
+                n += 1;
             }
-            n += 1;
+            alls.push(t0.elapsed());
+            ensure!(
+                n == HOUR_FRAMES + 1,
+                "the 1-hour session streamed {n} events, expected {}",
+                HOUR_FRAMES + 1
+            );
         }
-        alls.push(t0.elapsed());
-        ensure!(
-            n == HOUR_FRAMES + 1,
-            "the 1-hour session streamed {n} events, expected {}",
-            HOUR_FRAMES + 1
+        firsts.sort();
+        alls.sort();
+        println!(
+            "replay (gRPC GetSession): 1-hour session ({} events) among {} stored starts streaming in p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {REPLAY_SAMPLES} runs; fully streamed in p50 {:.0} ms (target start ≤ 500 ms)",
+            HOUR_FRAMES + 1,
+            total.trim(),
+            percentile(&firsts, 0.5).as_secs_f64() * 1e3,
+            percentile(&firsts, 0.99).as_secs_f64() * 1e3,
+            firsts.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+            percentile(&alls, 0.5).as_secs_f64() * 1e3
+        );
+        let mut json_firsts = Vec::new();
+        for _ in 0..REPLAY_SAMPLES {
+            let t0 = Instant::now();
+            let (first, lines) = json_stream(
+                &https,
+                &format!("https://localhost:{port}/v1/sessions/{hour_session}/events"),
+                &token,
+                t0,
+            )
+            .await?;
+            json_firsts.push(first);
+            ensure!(
+                lines == HOUR_FRAMES + 1,
+                "JSON: the 1-hour session streamed {lines} lines, expected {}",
+                HOUR_FRAMES + 1
+            );
+        }
+        json_firsts.sort();
+        println!(
+            "replay (JSON GET /v1/sessions/{{id}}/events, NDJSON): first line in p50 {:.0} ms, p99 {:.0} ms over {REPLAY_SAMPLES} runs",
+            percentile(&json_firsts, 0.5).as_secs_f64() * 1e3,
+            percentile(&json_firsts, 0.99).as_secs_f64() * 1e3,
         );
     }
-    firsts.sort();
-    alls.sort();
-    println!(
-        "replay (gRPC GetSession): 1-hour session ({} events) among {} stored starts streaming in p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {REPLAY_SAMPLES} runs; fully streamed in p50 {:.0} ms (target start ≤ 500 ms)",
-        HOUR_FRAMES + 1,
-        total.trim(),
-        percentile(&firsts, 0.5).as_secs_f64() * 1e3,
-        percentile(&firsts, 0.99).as_secs_f64() * 1e3,
-        firsts.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-        percentile(&alls, 0.5).as_secs_f64() * 1e3
-    );
-    let mut json_firsts = Vec::new();
-    for _ in 0..REPLAY_SAMPLES {
-        let t0 = Instant::now();
-        let (first, lines) = json_stream(
-            &https,
-            &format!("https://localhost:{port}/v1/sessions/{hour_session}/events"),
-            &token,
-            t0,
-        )
-        .await?;
-        json_firsts.push(first);
-        ensure!(
-            lines == HOUR_FRAMES + 1,
-            "JSON: the 1-hour session streamed {lines} lines, expected {}",
-            HOUR_FRAMES + 1
-        );
-    }
-    json_firsts.sort();
-    println!(
-        "replay (JSON GET /v1/sessions/{{id}}/events, NDJSON): first line in p50 {:.0} ms, p99 {:.0} ms over {REPLAY_SAMPLES} runs",
-        percentile(&json_firsts, 0.5).as_secs_f64() * 1e3,
-        percentile(&json_firsts, 0.99).as_secs_f64() * 1e3,
-    );
     drop(collector);
     Ok(())
+}
+
+/// The real shipper (as the gateway runs it, default window and batch size) to `collector`.
+fn shipper_to(
+    journal: &Arc<Journal>,
+    collector: &CollectorProc,
+    pki: &CollectorPki,
+) -> anyhow::Result<Shipper> {
+    let client = pki.client_ca.issue_client("gateway-test", &[])?;
+    let mut cfg = ShipperConfig::new(format!("https://{}", collector.addr));
+    cfg.tls = Some(TlsConfig {
+        ca_pem: pki.server_ca.pem.clone().into_bytes(),
+        identity: Some((client.cert_pem.into_bytes(), client.key_pem.into_bytes())),
+        domain_name: Some("localhost".into()),
+    });
+    Ok(Shipper::new(journal.clone(), cfg)?)
+}
+
+/// The same ingest into a second collector whose ClickHouse endpoint decodes and counts the
+/// inserted rows but stores nothing (`tests/src/discard_clickhouse.rs`; schema statements go to
+/// the real engine): what the collector and shipper do on this machine without the engine's
+/// share of the CPU. Not the end-to-end figure.
+async fn discard_ingest(
+    ch: &TestClickHouse,
+    pki: &CollectorPki,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let discard = DiscardClickHouse::start(&ch.url).await?;
+    let dir = dir.join("discard");
+    std::fs::create_dir_all(&dir)?;
+    let mut args: Vec<String> = ch
+        .collector_args()
+        .into_iter()
+        .map(|a| a.replace(&ch.url, &discard.url))
+        .collect();
+    args.extend(pki.args());
+    let collector = CollectorProc::start(&dir, 0, &args).await?;
+    let (journal, _) = Journal::open(
+        &dir.join("journal"),
+        JournalOptions {
+            fsync: FsyncPolicy::Never,
+            ..Default::default()
+        },
+    )?;
+    let (_, events) = write_journal(&journal)?;
+    let shipper = shipper_to(&journal, &collector, pki)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let cpu_before = CpuTimes::now();
+    let started = Instant::now();
+    let ship = tokio::spawn(shipper.run(async move {
+        let _ = stopped.await;
+    }));
+    wait_acked(&journal, Duration::from_secs(600)).await?;
+    let elapsed = started.elapsed();
+    let cpu = CpuTimes::now().since(&cpu_before);
+    let _ = stop.send(());
+    let _ = ship.await;
+    ensure!(
+        discard.rows() == events,
+        "the discard endpoint counted {} rows for {events} shipped",
+        discard.rows()
+    );
+    println!(
+        "collector alone, NOT the end-to-end figure: {events} events (journal → shipper → gRPC → collector → INSERTs to a discard ClickHouse endpoint that decodes and counts rows, stores nothing) in {:.2} s = {:.0} events/s, {} INSERTs; CPU: collectors {:.2} s, this process (shipper, gRPC client, discard endpoint) {:.2} s, fixture {:.2} s",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64(),
+        discard.inserts(),
+        cpu.collector,
+        cpu.bench,
+        cpu.fixture
+    );
+    Ok(())
+}
+
+/// The measurements `GATEHOUSE_BENCH_COLLECTOR_PARTS` (comma-separated `ingest`, `lag`,
+/// `discard`, `list`, `replay`; all by default) asks for. Ingest always runs: it ships the 1-hour
+/// session that replay reads; list and replay also need the 10M-event seed.
+struct Parts {
+    lag: bool,
+    discard: bool,
+    list: bool,
+    replay: bool,
+}
+
+impl Parts {
+    fn from_env() -> anyhow::Result<Self> {
+        let Ok(v) = std::env::var("GATEHOUSE_BENCH_COLLECTOR_PARTS") else {
+            return Ok(Self {
+                lag: true,
+                discard: true,
+                list: true,
+                replay: true,
+            });
+        };
+        let mut parts = Self {
+            lag: false,
+            discard: false,
+            list: false,
+            replay: false,
+        };
+        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match p {
+                "ingest" => {}
+                "lag" => parts.lag = true,
+                "discard" => parts.discard = true,
+                "list" => parts.list = true,
+                "replay" => parts.replay = true,
+                other => anyhow::bail!(
+                    "GATEHOUSE_BENCH_COLLECTOR_PARTS: unknown part {other:?} (ingest, lag, discard, list, replay)"
+                ),
+            }
+        }
+        Ok(parts)
+    }
+}
+
+/// `gatehouse_collector_<name>` from the collector's ops listener.
+async fn collector_metric(collector: &CollectorProc, name: &str) -> anyhow::Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ops = collector
+        .log
+        .lock()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "collector listening")
+        .and_then(|v| v["fields"]["ops_listen"].as_str().map(str::to_string))
+        .context("the collector did not log its ops address")?;
+    let mut tcp = tokio::net::TcpStream::connect(&ops).await?;
+    tcp.write_all(format!("GET /metrics HTTP/1.0\r\nhost: {ops}\r\n\r\n").as_bytes())
+        .await?;
+    let mut text = String::new();
+    tcp.read_to_string(&mut text).await?;
+    let metric = format!("gatehouse_collector_{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&metric)?.trim().parse::<f64>().ok())
+        .with_context(|| format!("no {metric}in the collector's metrics"))
 }
 
 /// User and system CPU seconds of this process and of its children by kind, from /proc.
