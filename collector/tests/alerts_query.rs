@@ -8,51 +8,21 @@ use bytes::Bytes;
 use gatehouse_proto::v1::event::Payload;
 use gatehouse_proto::v1::query_client::QueryClient;
 use gatehouse_proto::v1::{BypassAlert, Endpoint, Event, ListAlertsRequest, Verdict};
-use gatehouse_shipper::{Shipper, ShipperConfig, TlsConfig};
 use gatehouse_tests::collector_proc::CollectorPki;
-use gatehouse_tests::oidc::TestIssuer;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
-use std::time::Duration;
 use support::*;
 
 /// `GET url` over HTTPS trusting the collector's test CA: (status, body).
 async fn get(pki: &CollectorPki, url: &str, token: &str) -> (u16, Value) {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.server_ca.pem.as_bytes()).unwrap())
-        .unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(
-        rustls::crypto::ring::default_provider().into(),
-    )
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http2()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
     let req = http::Request::get(url)
         .header("authorization", format!("Bearer {token}"))
         .body(Empty::<Bytes>::new())
         .unwrap();
-    let resp = client.request(req).await.unwrap();
+    let resp = https(pki).request(req).await.unwrap();
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap())
-}
-
-fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
 }
 
 /// An alert `hours_ago` hours old.
@@ -128,18 +98,7 @@ async fn alerts_are_filtered_newest_first_gated_audited_and_printed_by_the_cli()
     let tmp = tempfile::tempdir().unwrap();
     let ch = clickhouse(tmp.path()).await;
     let pki = CollectorPki::write(tmp.path()).unwrap();
-    let issuer = TestIssuer::start().await.unwrap();
-    let issuer_ca = tmp.path().join("issuer-ca.pem");
-    std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
-    let oidc = [
-        format!("--oidc-issuer-url={}", issuer.url),
-        "--oidc-audience=gatehouse".to_string(),
-        format!("--oidc-ca-file={}", issuer_ca.display()),
-        "--oidc-username-prefix=-".to_string(),
-        "--reader-groups=auditors".to_string(),
-    ];
-    let oidc: Vec<&str> = oidc.iter().map(String::as_str).collect();
-    let col = collector(tmp.path(), &ch, &pki, &oidc).await;
+    let (col, issuer) = reader_gated_collector(tmp.path(), &ch, &pki).await;
 
     let web1 = alert(
         3,
@@ -168,35 +127,21 @@ async fn alerts_are_filtered_newest_first_gated_audited_and_printed_by_the_cli()
     // web-1 journaled twice: a redelivery with the same event id is one alert.
     let events = [web1.clone(), web2.clone(), sys.clone(), web1.clone()];
     let j = journal(&tmp.path().join("journal"), &events);
-    let mut cfg = ShipperConfig::new(format!("https://{}", col.addr));
-    cfg.tls = Some(TlsConfig {
-        ca_pem: pki.server_ca.pem.clone().into_bytes(),
-        identity: None,
-        domain_name: Some("localhost".into()),
-    });
-    cfg.token = Some(pki.token.clone());
-    let task = tokio::spawn(
-        Shipper::new(j.clone(), cfg)
-            .unwrap()
-            .run(tokio::time::sleep(Duration::from_secs(60))),
-    );
-    assert!(wait_acked(&j, Duration::from_secs(60)).await);
-    task.abort();
+    ship_all(&j, &col, &pki).await;
 
-    let mut q = QueryClient::new(channel(&col.addr, &pki, None).await.unwrap());
-    let err = q
-        .list_alerts(ListAlertsRequest::default())
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+    let q = QueryClient::new(channel(&col.addr, &pki, None).await.unwrap());
     let mallory = issuer.token("mallory", &["dev"], "gatehouse").unwrap();
-    let err = q
-        .list_alerts(authed(ListAlertsRequest::default(), &mallory))
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert_reader_gate(
+        |token| {
+            let mut q = q.clone();
+            async move {
+                let req = maybe_authed(ListAlertsRequest::default(), token.as_deref());
+                q.list_alerts(req).await
+            }
+        },
+        &mallory,
+    )
+    .await;
 
     let auditor = issuer.token("ada", &["auditors"], "gatehouse").unwrap();
     let list = |f: ListAlertsRequest| {

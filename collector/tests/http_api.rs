@@ -4,43 +4,10 @@
 #![allow(clippy::unwrap_used)]
 mod support;
 
-use bytes::Bytes;
-use gatehouse_shipper::{Shipper, ShipperConfig, TlsConfig};
 use gatehouse_tests::collector_proc::CollectorPki;
-use gatehouse_tests::oidc::TestIssuer;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
-use std::time::Duration;
 use support::*;
-
-type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
-
-/// An HTTPS client trusting the collector's test CA, offering HTTP/2 and HTTP/1.1 (ALPN).
-fn https(pki: &CollectorPki) -> Https {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.server_ca.pem.as_bytes()).unwrap())
-        .unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(
-        rustls::crypto::ring::default_provider().into(),
-    )
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    Client::builder(TokioExecutor::new()).build(connector)
-}
 
 struct Reply {
     status: u16,
@@ -96,35 +63,11 @@ async fn json_reads_are_gated_audited_and_match_the_export() {
     let tmp = tempfile::tempdir().unwrap();
     let ch = clickhouse(tmp.path()).await;
     let pki = CollectorPki::write(tmp.path()).unwrap();
-    let issuer = TestIssuer::start().await.unwrap();
-    let issuer_ca = tmp.path().join("issuer-ca.pem");
-    std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
-    let oidc = [
-        format!("--oidc-issuer-url={}", issuer.url),
-        "--oidc-audience=gatehouse".to_string(),
-        format!("--oidc-ca-file={}", issuer_ca.display()),
-        "--oidc-username-prefix=-".to_string(),
-        "--reader-groups=auditors".to_string(),
-    ];
-    let oidc: Vec<&str> = oidc.iter().map(String::as_str).collect();
-    let col = collector(tmp.path(), &ch, &pki, &oidc).await;
+    let (col, issuer) = reader_gated_collector(tmp.path(), &ch, &pki).await;
 
     let events = session_events("alice", 2, 10);
     let j = journal(&tmp.path().join("journal"), &events);
-    let mut cfg = ShipperConfig::new(format!("https://{}", col.addr));
-    cfg.tls = Some(TlsConfig {
-        ca_pem: pki.server_ca.pem.clone().into_bytes(),
-        identity: None,
-        domain_name: Some("localhost".into()),
-    });
-    cfg.token = Some(pki.token.clone());
-    let task = tokio::spawn(
-        Shipper::new(j.clone(), cfg)
-            .unwrap()
-            .run(tokio::time::sleep(Duration::from_secs(60))),
-    );
-    assert!(wait_acked(&j, Duration::from_secs(60)).await);
-    task.abort();
+    ship_all(&j, &col, &pki).await;
 
     let client = https(&pki);
     let base = format!("https://localhost:{}", col.addr.rsplit_once(':').unwrap().1);

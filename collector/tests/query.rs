@@ -5,69 +5,33 @@ mod support;
 
 use gatehouse_proto::v1::query_client::QueryClient;
 use gatehouse_proto::v1::{GetSessionRequest, ListSessionsRequest};
-use gatehouse_shipper::{Shipper, ShipperConfig, TlsConfig};
 use gatehouse_tests::collector_proc::CollectorPki;
-use gatehouse_tests::oidc::TestIssuer;
-use std::time::Duration;
 use support::*;
-
-fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_reader_groups_read_and_every_read_is_audited() {
     let tmp = tempfile::tempdir().unwrap();
     let ch = clickhouse(tmp.path()).await;
     let pki = CollectorPki::write(tmp.path()).unwrap();
-    let issuer = TestIssuer::start().await.unwrap();
-    let issuer_ca = tmp.path().join("issuer-ca.pem");
-    std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
-    let oidc = [
-        format!("--oidc-issuer-url={}", issuer.url),
-        "--oidc-audience=gatehouse".to_string(),
-        format!("--oidc-ca-file={}", issuer_ca.display()),
-        "--oidc-username-prefix=-".to_string(),
-        "--reader-groups=auditors".to_string(),
-    ];
-    let oidc: Vec<&str> = oidc.iter().map(String::as_str).collect();
-    let col = collector(tmp.path(), &ch, &pki, &oidc).await;
+    let (col, issuer) = reader_gated_collector(tmp.path(), &ch, &pki).await;
 
     let events = session_events("alice", 2, 10);
     let j = journal(&tmp.path().join("journal"), &events);
-    let mut cfg = ShipperConfig::new(format!("https://{}", col.addr));
-    cfg.tls = Some(TlsConfig {
-        ca_pem: pki.server_ca.pem.clone().into_bytes(),
-        identity: None,
-        domain_name: Some("localhost".into()),
-    });
-    cfg.token = Some(pki.token.clone());
-    let task = tokio::spawn(
-        Shipper::new(j.clone(), cfg)
-            .unwrap()
-            .run(tokio::time::sleep(Duration::from_secs(60))),
-    );
-    assert!(wait_acked(&j, Duration::from_secs(60)).await);
-    task.abort();
+    ship_all(&j, &col, &pki).await;
 
     let mut q = QueryClient::new(channel(&col.addr, &pki, None).await.unwrap());
-    // No token, and a valid identity outside the reader groups.
-    let err = q
-        .list_sessions(ListSessionsRequest::default())
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
     let mallory = issuer.token("mallory", &["dev"], "gatehouse").unwrap();
-    let err = q
-        .list_sessions(authed(ListSessionsRequest::default(), &mallory))
-        .await
-        .err()
-        .unwrap();
-    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert_reader_gate(
+        |token| {
+            let mut q = q.clone();
+            async move {
+                let req = maybe_authed(ListSessionsRequest::default(), token.as_deref());
+                q.list_sessions(req).await
+            }
+        },
+        &mallory,
+    )
+    .await;
     let sid = events[0].session_id.clone();
     let err = q
         .get_session(authed(

@@ -1,12 +1,22 @@
-//! Shared helpers of the collector integration tests: events, journals, gRPC clients.
+//! Shared helpers of the collector integration tests: events, journals, shipping, gRPC and HTTPS
+//! clients, the reader gate.
 #![allow(dead_code, clippy::unwrap_used)]
+use bytes::Bytes;
 use gatehouse_journal::{Journal, JournalOptions};
 use gatehouse_proto::v1::event::Payload;
 use gatehouse_proto::v1::ingest_client::IngestClient;
 use gatehouse_proto::v1::{Event, Identity, KubeRequest, RequestStarted, ResponseFinished};
+use gatehouse_shipper::{Shipper, ShipperConfig, TlsConfig};
 use gatehouse_tests::clickhouse::TestClickHouse;
 use gatehouse_tests::collector_proc::{CollectorPki, CollectorProc};
+use gatehouse_tests::oidc::TestIssuer;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use prost::Message;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,6 +154,105 @@ pub async fn channel(
 
 pub fn ingest(ch: Channel) -> IngestClient<Channel> {
     IngestClient::new(ch)
+}
+
+/// A collector whose reads are gated on OIDC tokens from the returned issuer: only the
+/// `auditors` group may read.
+pub async fn reader_gated_collector(
+    dir: &Path,
+    ch: &TestClickHouse,
+    pki: &CollectorPki,
+) -> (CollectorProc, TestIssuer) {
+    let issuer = TestIssuer::start().await.unwrap();
+    let issuer_ca = dir.join("issuer-ca.pem");
+    std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
+    let oidc = [
+        format!("--oidc-issuer-url={}", issuer.url),
+        "--oidc-audience=gatehouse".to_string(),
+        format!("--oidc-ca-file={}", issuer_ca.display()),
+        "--oidc-username-prefix=-".to_string(),
+        "--reader-groups=auditors".to_string(),
+    ];
+    let oidc: Vec<&str> = oidc.iter().map(String::as_str).collect();
+    (collector(dir, ch, pki, &oidc).await, issuer)
+}
+
+/// Ships all of `j` to `col` with the real shipper (server TLS and the ingest token) and waits
+/// until every record is acknowledged, so reads see all of it.
+pub async fn ship_all(j: &Arc<Journal>, col: &CollectorProc, pki: &CollectorPki) {
+    let mut cfg = ShipperConfig::new(format!("https://{}", col.addr));
+    cfg.tls = Some(TlsConfig {
+        ca_pem: pki.server_ca.pem.clone().into_bytes(),
+        identity: None,
+        domain_name: Some("localhost".into()),
+    });
+    cfg.token = Some(pki.token.clone());
+    let task = tokio::spawn(
+        Shipper::new(j.clone(), cfg)
+            .unwrap()
+            .run(tokio::time::sleep(Duration::from_secs(60))),
+    );
+    assert!(
+        wait_acked(j, Duration::from_secs(60)).await,
+        "the journal was not acknowledged within 60s; collector log:\n{}",
+        col.log.lock().join("\n")
+    );
+    task.abort();
+}
+
+/// `msg` with `token` as its bearer token.
+pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+/// The reader gate of one gRPC read: `read(None)` (no token) is unauthenticated and
+/// `read(Some(outsider))`, a valid identity outside the reader groups, is denied. Both land in
+/// the access audit, in that order.
+pub async fn assert_reader_gate<T, F, Fut>(read: F, outsider: &str)
+where
+    T: std::fmt::Debug,
+    F: Fn(Option<String>) -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let err = read(None).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+    let err = read(Some(outsider.to_string())).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+}
+
+/// `msg`, with `token` as its bearer token if there is one.
+pub fn maybe_authed<T>(msg: T, token: Option<&str>) -> tonic::Request<T> {
+    match token {
+        Some(t) => authed(msg, t),
+        None => tonic::Request::new(msg),
+    }
+}
+
+pub type Https = Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// An HTTPS client trusting the collector's test CA, offering HTTP/2 and HTTP/1.1 (ALPN).
+pub fn https(pki: &CollectorPki) -> Https {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.server_ca.pem.as_bytes()).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(
+        rustls::crypto::ring::default_provider().into(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
 }
 
 /// Runs `sql` until its text output equals `want`, for at most `within`.

@@ -397,13 +397,13 @@ async fn demo(
     step(6, "the transcript, read back from the collector");
     let gatehouse = gatehouse_tests::binaries::path("gatehouse")?;
     let reader = issuer.token("auditor", &["auditors"], "gatehouse")?;
-    let col_src = [
+    // Steps 6 and 7 read what the collector stored, the read path auditors use.
+    let source = [
         format!("--collector=https://{}", col.addr),
         format!("--collector-ca={}", col_ca.display()),
         "--collector-server-name=localhost".to_string(),
         format!("--token={reader}"),
     ];
-    let j = format!("--journal={}", journal.display());
     // Stored once the gateway's shipper has delivered the journal.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut stored = String::new();
@@ -422,26 +422,18 @@ async fn demo(
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     println!("events of agent-ops in ClickHouse: {}", stored.trim());
-    let mut source: Vec<String> = col_src.to_vec();
     let out = Command::new(&gatehouse)
         .arg("sessions")
         .args(&source)
         .args(["--who", "agent-ops", "--json"])
         .output()
         .await?;
-    let out = if out.status.success() {
-        out
-    } else {
-        println!(
-            "(the collector source is not available in this CLI build: {}; reading the gateway journal)",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        source = vec![j.clone()];
-        Command::new(&gatehouse)
-            .args(["sessions", &j, "--who", "agent-ops", "--json"])
-            .output()
-            .await?
-    };
+    anyhow::ensure!(
+        out.status.success(),
+        "gatehouse sessions could not read the sessions back from the collector at {}: {}",
+        col.addr,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     let first = String::from_utf8_lossy(&out.stdout);
     let session: serde_json::Value =
         serde_json::from_str(first.lines().next().context("no agent session recorded")?)?;
