@@ -3,7 +3,7 @@
 //! frame anywhere, and the relay must not care. Streams are either encoded frames or noise.
 #![allow(clippy::unwrap_used)]
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use gatehouse_gateway::streams::spdy::{self, HeaderDeflater, HeaderInflater};
 use gatehouse_gateway::streams::ws::{self, Sender};
 use proptest::prelude::*;
@@ -15,7 +15,11 @@ fn ws_frames(stream: &[u8], cuts: &[usize], from: Sender) -> (Vec<ws::Frame>, Op
     for piece in pieces(stream, cuts) {
         buf.extend_from_slice(piece);
         loop {
-            match ws::decode(&buf, from, 1 << 20) {
+            let decoded = ws::decode(&buf, from, 1 << 20);
+            // The relay's zero-copy decoder must see exactly what the copying one sees.
+            let frozen = Bytes::copy_from_slice(&buf);
+            assert_eq!(ws::decode_shared(&frozen, from, 1 << 20), decoded);
+            match decoded {
                 Ok(Some((frame, used))) => {
                     let _ = buf.split_to(used);
                     out.push(frame);
@@ -30,12 +34,20 @@ fn ws_frames(stream: &[u8], cuts: &[usize], from: Sender) -> (Vec<ws::Frame>, Op
 
 fn spdy_frames(stream: &[u8], cuts: &[usize]) -> (Vec<spdy::Frame>, Option<spdy::SpdyError>) {
     let mut inflater = HeaderInflater::default();
+    // The zero-copy decoder's own header context, fed the same frames in step.
+    let mut shared_inflater = HeaderInflater::default();
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     for piece in pieces(stream, cuts) {
         buf.extend_from_slice(piece);
         loop {
-            match spdy::decode(&buf, &mut inflater, 1 << 16) {
+            let decoded = spdy::decode(&buf, &mut inflater, 1 << 16);
+            let frozen = Bytes::copy_from_slice(&buf);
+            assert_eq!(
+                spdy::decode_shared(&frozen, &mut shared_inflater, 1 << 16),
+                decoded
+            );
+            match decoded {
                 Ok(Some((frame, used))) => {
                     let _ = buf.split_to(used);
                     out.push(frame);

@@ -158,16 +158,29 @@ impl Demux {
     }
 
     pub fn feed(&mut self, buf: &[u8]) -> Result<Fed, DemuxError> {
-        self.feed_up_to(buf, usize::MAX)
+        self.feed_up_to(buf, None, usize::MAX)
+    }
+
+    /// Like [`Demux::feed`] for bytes already in a `Bytes`: the pieces' data are slices of
+    /// `buf` rather than copies wherever the framing allows (unmasked WebSocket payloads and
+    /// SPDY data frames, which is all of the bulk output).
+    pub fn feed_shared(&mut self, buf: &Bytes) -> Result<Fed, DemuxError> {
+        self.feed_up_to(buf, Some(buf), usize::MAX)
     }
 
     /// Like [`Demux::feed`], for at most one frame of the connection (`used` is 0 when no
     /// whole frame is there): callers that may rewrite a frame see exactly its bytes.
     pub fn feed_one(&mut self, buf: &[u8]) -> Result<Fed, DemuxError> {
-        self.feed_up_to(buf, 1)
+        self.feed_up_to(buf, None, 1)
     }
 
-    fn feed_up_to(&mut self, buf: &[u8], limit: usize) -> Result<Fed, DemuxError> {
+    /// `shared`, when given, holds the same bytes as `buf`, for payloads to be sliced from.
+    fn feed_up_to(
+        &mut self,
+        buf: &[u8],
+        shared: Option<&Bytes>,
+        limit: usize,
+    ) -> Result<Fed, DemuxError> {
         let mut fed = Fed::default();
         let mut frames = 0usize;
         let mut more = || {
@@ -177,8 +190,14 @@ impl Demux {
         match self.transport.clone() {
             Transport::Spdy { .. } => {
                 while more()
-                    && let Some((frame, n)) =
-                        spdy::decode(&buf[fed.used..], &mut self.inflater, self.max_frame)?
+                    && let Some((frame, n)) = match shared {
+                        Some(b) => spdy::decode_shared(
+                            &b.slice(fed.used..),
+                            &mut self.inflater,
+                            self.max_frame,
+                        )?,
+                        None => spdy::decode(&buf[fed.used..], &mut self.inflater, self.max_frame)?,
+                    }
                 {
                     let at = fed.used;
                     fed.used += n;
@@ -189,8 +208,7 @@ impl Demux {
             }
             Transport::WebSocket { base64, .. } => {
                 while more()
-                    && let Some((frame, n)) =
-                        ws::decode(&buf[fed.used..], self.sender(), self.max_frame)?
+                    && let Some((frame, n)) = self.ws_decode(buf, shared, fed.used)?
                 {
                     fed.used += n;
                     if let Some(msg) = self.assembler.push(frame)? {
@@ -200,32 +218,57 @@ impl Demux {
             }
             Transport::SpdyOverWebSocket => {
                 while more()
-                    && let Some((frame, n)) =
-                        ws::decode(&buf[fed.used..], self.sender(), self.max_frame)?
+                    && let Some((frame, n)) = self.ws_decode(buf, shared, fed.used)?
                 {
                     fed.used += n;
-                    match self.assembler.push(frame)? {
-                        Some(Message::Binary(b)) => self.tunnel.extend_from_slice(&b),
+                    let message = match self.assembler.push(frame)? {
+                        Some(Message::Binary(b)) => b,
                         Some(Message::Text(_)) => {
                             return Err(DemuxError::UnexpectedMessage("text"));
                         }
-                        Some(Message::Close { .. }) => fed.orderly_close = true,
-                        _ => {}
-                    }
-                    // SPDY frames inside the tunnel may span messages: decode what is whole.
+                        Some(Message::Close { .. }) => {
+                            fed.orderly_close = true;
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    // SPDY frames inside the tunnel may span messages: decode what is whole,
+                    // straight from the message when nothing of an earlier one is left over,
+                    // and keep (copy) only the unfinished rest.
+                    let tunnel = if self.tunnel.is_empty() {
+                        message
+                    } else {
+                        self.tunnel.extend_from_slice(&message);
+                        self.tunnel.split().freeze()
+                    };
                     let mut at = 0;
-                    while let Some((frame, n)) =
-                        spdy::decode(&self.tunnel[at..], &mut self.inflater, self.max_frame)?
-                    {
+                    while let Some((frame, n)) = spdy::decode_shared(
+                        &tunnel.slice(at..),
+                        &mut self.inflater,
+                        self.max_frame,
+                    )? {
                         at += n;
                         let mut closed = false;
                         self.spdy_frame(frame, &mut fed.pieces, &mut closed)?;
                     }
-                    let _ = self.tunnel.split_to(at);
+                    self.tunnel.extend_from_slice(&tunnel[at..]);
                 }
             }
         }
         Ok(fed)
+    }
+
+    /// Decodes the WebSocket frame at `at`, slicing its payload from `shared` when given.
+    fn ws_decode(
+        &self,
+        buf: &[u8],
+        shared: Option<&Bytes>,
+        at: usize,
+    ) -> Result<Option<(ws::Frame, usize)>, WsError> {
+        match shared {
+            Some(b) => ws::decode_shared(&b.slice(at..), self.sender(), self.max_frame),
+            None => ws::decode(&buf[at..], self.sender(), self.max_frame),
+        }
     }
 
     fn ws_message(&mut self, msg: Message, base64: bool, fed: &mut Fed) -> Result<(), DemuxError> {
@@ -623,5 +666,67 @@ mod tests {
         let mut bad = BytesMut::new();
         bad.put_slice(b"GET / HTTP/1.1\r\n\r\n");
         assert!(d.feed(&bad).is_err());
+    }
+
+    /// The relay's zero-copy feed finds the same pieces as the copying one wherever the
+    /// tunnelled SPDY frames are cut across WebSocket messages, and slices whole frames out of
+    /// the input instead of copying them.
+    #[test]
+    fn shared_feed_matches_copying_feed_for_tunnelled_spdy_at_every_cut() {
+        let mut z = spdy::HeaderDeflater::new().unwrap();
+        let mut inner = BytesMut::new();
+        spdy::encode_syn_stream(
+            &mut inner,
+            &mut z,
+            1,
+            0,
+            &[("streamtype", "data"), ("port", "8080"), ("requestid", "0")],
+        )
+        .unwrap();
+        let opened = inner.len();
+        spdy::encode_data(&mut inner, 1, false, b"first");
+        spdy::encode_data(&mut inner, 1, false, b"second");
+        spdy::encode_data(&mut inner, 1, true, b"third");
+        let summary = |fed: &Fed| -> Vec<(StreamChannel, Vec<u8>)> {
+            fed.pieces
+                .iter()
+                .map(|p| (p.channel, p.data.to_vec()))
+                .collect()
+        };
+        for cut in 0..=inner.len() {
+            let mut b = BytesMut::new();
+            ws::encode(&mut b, true, ws::OP_BINARY, &inner[..cut], None);
+            ws::encode(&mut b, true, ws::OP_BINARY, &inner[cut..], None);
+            let shared = b.clone().freeze();
+            let fresh = || {
+                let shared = Arc::default();
+                let (dir, kind) = (StreamDirection::FromContainer, Kind::PortForward);
+                Demux::new(
+                    dir,
+                    kind,
+                    Transport::SpdyOverWebSocket,
+                    vec![],
+                    1 << 20,
+                    shared,
+                )
+            };
+            let copied = fresh().feed(&b).unwrap();
+            let sliced = fresh().feed_shared(&shared).unwrap();
+            assert_eq!(sliced.used, b.len());
+            assert_eq!(summary(&sliced), summary(&copied), "cut at {cut}");
+            let data: Vec<u8> = sliced.pieces.iter().flat_map(|p| p.data.to_vec()).collect();
+            assert_eq!(data, b"firstsecondthird\x00", "cut at {cut}");
+            if cut == opened {
+                // Every data frame sits whole in the second message: no copies.
+                let range = shared.as_ptr_range();
+                for p in sliced
+                    .pieces
+                    .iter()
+                    .filter(|p| p.channel == StreamChannel::PortData)
+                {
+                    assert!(range.contains(&p.data.as_ptr()), "a payload was copied");
+                }
+            }
+        }
     }
 }

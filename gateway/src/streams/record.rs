@@ -134,12 +134,24 @@ impl StreamRecorder {
         }
         let offset = self.offset();
         let mut events: Vec<pb::StreamFrame> = Vec::new();
+        // The merged data of the last event, gathered once rather than re-copied per piece.
+        let mut merged: Vec<(usize, bytes::BytesMut)> = Vec::new();
         {
             let mut t = self.totals.lock();
             for p in pieces {
                 self.account(&mut t, &p, offset);
                 let omit =
                     matches!(p.channel, StreamChannel::PortData) && !self.capture_port_payload;
+                let n = events.len();
+                let grown = merged
+                    .last_mut()
+                    .filter(|(at, _)| n > 0 && *at == n - 1)
+                    .map(|(_, d)| d);
+                let last_len = match (&grown, events.last()) {
+                    (Some(d), _) => d.len(),
+                    (None, Some(last)) => last.data.len(),
+                    (None, None) => 0,
+                };
                 if let Some(last) = events.last_mut()
                     && last.channel == p.channel as i32
                     && last.direction == p.direction as i32
@@ -148,13 +160,21 @@ impl StreamRecorder {
                     && p.resize.is_none()
                     && last.resize.is_none()
                     && p.channel != StreamChannel::Close
-                    && last.data.len() + p.data.len() <= MAX_EVENT_DATA
+                    && last_len + p.data.len() <= MAX_EVENT_DATA
                 {
                     last.size += p.data.len() as u64;
                     if !omit {
-                        let mut d = std::mem::take(&mut last.data).to_vec();
-                        d.extend_from_slice(&p.data);
-                        last.data = d.into();
+                        match grown {
+                            Some(d) => d.extend_from_slice(&p.data),
+                            None => {
+                                let mut d = bytes::BytesMut::with_capacity(
+                                    ((last.data.len() + p.data.len()) * 2).min(MAX_EVENT_DATA),
+                                );
+                                d.extend_from_slice(&last.data);
+                                d.extend_from_slice(&p.data);
+                                merged.push((n - 1, d));
+                            }
+                        }
                     }
                     continue;
                 }
@@ -175,6 +195,9 @@ impl StreamRecorder {
                 }
             }
             t.frames += events.len() as u64;
+        }
+        for (i, d) in merged {
+            events[i].data = d.freeze();
         }
         for f in events {
             self.recorder

@@ -6,7 +6,8 @@ use super::demux::{Demux, DemuxError, Shared, Transport};
 use super::inspect::{Inspected, Inspector};
 use super::record::StreamRecorder;
 use super::{StreamSettings, spdy, ws};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use gatehouse_proto::v1::StreamDirection;
 use parking_lot::Mutex as SyncMutex;
 use std::sync::Arc;
@@ -305,39 +306,59 @@ async fn pump(
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
     let mut pings = 0u32;
     let mut orderly = false;
+    // The end (or error) of the connection met while taking in a burst, for after the burst.
+    let mut held: Option<std::io::Result<usize>> = None;
     loop {
-        if buf.capacity() - buf.len() < 16 * 1024 {
-            buf.reserve(64 * 1024);
-        }
-        tokio::select! {
-            read = from.read_buf(&mut buf) => {
-                let eof = matches!(read, Ok(0));
-                if eof && let Some(i) = inspector.as_mut() {
-                    // Output held back for masking is recorded before the end.
-                    if let Err(e) = rec.pieces(i.finish()).await {
-                        return End::Record(crate::error_chain(&e));
+        make_room(&mut buf);
+        let read = match held.take() {
+            Some(read) => read,
+            None => tokio::select! {
+                read = from.read_buf(&mut buf) => read,
+                _ = ticker.tick() => {
+                    pings = pings.wrapping_add(1);
+                    let ping = side.ping(to_client, pings);
+                    if !write(&to, &ping).await {
+                        return End::Eof { orderly };
+                    }
+                    continue;
+                }
+            },
+        };
+        if matches!(read, Ok(n) if n > 0) {
+            // A TLS read yields one record (16 KiB); take whatever else is already readable,
+            // without waiting, so a burst is recorded as one event and forwarded in one write
+            // instead of one per record.
+            while buf.len() < BURST {
+                make_room(&mut buf);
+                match from.read_buf(&mut buf).now_or_never() {
+                    Some(Ok(n)) if n > 0 => {}
+                    None => break,
+                    Some(other) => {
+                        held = Some(other);
+                        break;
                     }
                 }
-                match read {
-                    // A partial frame is never forwarded: say so rather than drop it quietly.
-                    Ok(0) if !buf.is_empty() => return End::Bad(DemuxError::Truncated(buf.len())),
-                    Ok(0) => return End::Eof { orderly },
-                    Ok(_) => {}
-                    Err(e) => return End::Io(e),
-                }
-            }
-            _ = ticker.tick() => {
-                pings = pings.wrapping_add(1);
-                let ping = side.ping(to_client, pings);
-                if !write(&to, &ping).await {
-                    return End::Eof { orderly };
-                }
-                continue;
             }
         }
+        let eof = matches!(read, Ok(0));
+        if eof && let Some(i) = inspector.as_mut() {
+            // Output held back for masking is recorded before the end.
+            if let Err(e) = rec.pieces(i.finish()).await {
+                return End::Record(crate::error_chain(&e));
+            }
+        }
+        match read {
+            // A partial frame is never forwarded: say so rather than drop it quietly.
+            Ok(0) if !buf.is_empty() => return End::Bad(DemuxError::Truncated(buf.len())),
+            Ok(0) => return End::Eof { orderly },
+            Ok(_) => {}
+            Err(e) => return End::Io(e),
+        }
+        // The frames' payloads are sliced out of the read bytes, not copied.
+        let view = buf.split().freeze();
         let inspected = match inspector.as_mut() {
-            Some(i) => i.feed(&mut demux, &buf),
-            None => demux.feed(&buf).map(|fed| Inspected {
+            Some(i) => i.feed(&mut demux, &view),
+            None => demux.feed_shared(&view).map(|fed| Inspected {
                 fed,
                 ..Default::default()
             }),
@@ -352,6 +373,7 @@ async fn pump(
             Ok(i) => i,
             Err(e) => return End::Bad(e),
         };
+        let used = fed.used;
         orderly |= fed.orderly_close;
         // A refused line is on record before anything of it moves on.
         for r in &refused {
@@ -375,17 +397,17 @@ async fn pump(
         let mut ok = true;
         for (r, bytes) in cuts {
             if r.start > at {
-                ok &= write(&to, &buf[at..r.start]).await;
+                ok &= write(&to, &view[at..r.start]).await;
             }
             if let Some(b) = bytes {
                 ok &= write(&to, &b).await;
             }
             at = r.end;
         }
-        if fed.used > at {
-            ok &= write(&to, &buf[at..fed.used]).await;
+        if used > at {
+            ok &= write(&to, &view[at..used]).await;
         }
-        buf.advance(fed.used);
+        buf = unforwarded(view, used);
         for n in notices {
             write(&ends.back, &n).await;
         }
@@ -393,6 +415,27 @@ async fn pump(
             // The receiver is gone; keep reading so this side's end is seen and recorded.
             tracing::debug!("stream receiver went away");
         }
+    }
+}
+
+/// Most bytes one direction takes in before recording and forwarding them (see `pump`).
+const BURST: usize = 256 * 1024;
+
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 16 * 1024 {
+        buf.reserve(64 * 1024);
+    }
+}
+
+/// The rest of `view` after `used` (a partial frame) as the buffer for the next read, in the
+/// same allocation once the recorded pieces let go of it, so a steady stream reuses one buffer.
+fn unforwarded(view: Bytes, used: usize) -> BytesMut {
+    match view.try_into_mut() {
+        Ok(mut b) => {
+            b.advance(used);
+            b
+        }
+        Err(view) => BytesMut::from(&view[used..]),
     }
 }
 

@@ -99,6 +99,26 @@ pub fn decode(
     inflater: &mut HeaderInflater,
     max: usize,
 ) -> Result<Option<(Frame, usize)>, SpdyError> {
+    decode_with(buf, inflater, max, |r| Bytes::copy_from_slice(&buf[r]))
+}
+
+/// Like [`decode`] for bytes already in a `Bytes`: a data frame's payload is a slice of `buf`,
+/// not a copy (the relay's hot path moves every stdout and port-forward byte through here).
+pub fn decode_shared(
+    buf: &Bytes,
+    inflater: &mut HeaderInflater,
+    max: usize,
+) -> Result<Option<(Frame, usize)>, SpdyError> {
+    decode_with(buf, inflater, max, |r| buf.slice(r))
+}
+
+/// `payload` turns the range of a data frame's payload within `buf` into its bytes.
+fn decode_with(
+    buf: &[u8],
+    inflater: &mut HeaderInflater,
+    max: usize,
+    payload: impl FnOnce(std::ops::Range<usize>) -> Bytes,
+) -> Result<Option<(Frame, usize)>, SpdyError> {
     if buf.len() < 8 {
         return Ok(None);
     }
@@ -118,7 +138,7 @@ pub fn decode(
             Frame::Data {
                 stream_id,
                 fin: flags & FLAG_FIN != 0,
-                data: Bytes::copy_from_slice(body),
+                data: payload(8..8 + len),
             },
             used,
         )));

@@ -54,6 +54,26 @@ pub struct Frame {
 /// Decodes one frame from the front of `buf`. `Ok(None)` means more bytes are needed; on
 /// success returns the frame and how many bytes of `buf` it used.
 pub fn decode(buf: &[u8], from: Sender, max: usize) -> Result<Option<(Frame, usize)>, WsError> {
+    decode_with(buf, from, max, |r| Bytes::copy_from_slice(&buf[r]))
+}
+
+/// Like [`decode`] for bytes already in a `Bytes`: an unmasked payload (everything the API
+/// server sends) is a slice of `buf`, not a copy. Masked payloads are unmasked into a copy.
+pub fn decode_shared(
+    buf: &Bytes,
+    from: Sender,
+    max: usize,
+) -> Result<Option<(Frame, usize)>, WsError> {
+    decode_with(buf, from, max, |r| buf.slice(r))
+}
+
+/// `unmasked` turns the range of an unmasked payload within `buf` into its bytes.
+fn decode_with(
+    buf: &[u8],
+    from: Sender,
+    max: usize,
+    unmasked: impl FnOnce(std::ops::Range<usize>) -> Bytes,
+) -> Result<Option<(Frame, usize)>, WsError> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -121,15 +141,19 @@ pub fn decode(buf: &[u8], from: Sender, max: usize) -> Result<Option<(Frame, usi
     if buf.len() < at + len {
         return Ok(None);
     }
-    let mut payload = BytesMut::from(&buf[at..at + len]);
-    if let Some(m) = mask {
-        apply_mask(&mut payload, m);
-    }
+    let payload = match mask {
+        Some(m) => {
+            let mut p = BytesMut::from(&buf[at..at + len]);
+            apply_mask(&mut p, m);
+            p.freeze()
+        }
+        None => unmasked(at..at + len),
+    };
     Ok(Some((
         Frame {
             fin,
             opcode,
-            payload: payload.freeze(),
+            payload,
         },
         at + len,
     )))

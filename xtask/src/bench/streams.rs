@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Bytes per throughput run; runs alternate direct and gateway, the best of each is kept.
+/// Bytes per throughput run; rounds alternate direct and gateway runs (so both see the same
+/// machine load), and the median of each is compared.
 const RUN_BYTES: u64 = 256 << 20;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 /// Bytes of exec stdout for the memory measurement.
 const RSS_BYTES: u64 = 1 << 30;
 
@@ -39,24 +40,22 @@ async fn run() -> anyhow::Result<()> {
     let mib = |rate: f64| rate / f64::from(1 << 20);
     // Each phase prints as soon as it ends: a later phase failing keeps the earlier figures.
     println!(
-        "gatehouse streams benchmark (loopback, real kubectl v1.35, best of {ROUNDS} × {} MiB)",
+        "gatehouse streams benchmark (loopback, TLS on every hop, real kubectl v1.35, median of {ROUNDS} interleaved rounds × {} MiB)",
         RUN_BYTES >> 20
     );
 
-    // Exec stdout: kubectl reads `head -c N /dev/zero` from the "container".
-    let (mut d_exec, mut g_exec) = (0f64, 0f64);
-    exec_rate(&e.direct, 16 << 20).await?; // warm-up: discovery cache, connections
-    exec_rate(&e.agent, 16 << 20).await?;
-    for _ in 0..ROUNDS {
-        d_exec = d_exec.max(exec_rate(&e.direct, RUN_BYTES).await?);
-        g_exec = g_exec.max(exec_rate(&e.agent, RUN_BYTES).await?);
+    // Exec stdout: kubectl reads `head -c N /dev/zero` from the "container", over WebSocket
+    // (kubectl's default) and over SPDY; direct and gateway use the same protocol each time.
+    for proto in [Proto::WebSocket, Proto::Spdy] {
+        exec_rate(&e.direct, 16 << 20, proto).await?; // warm-up: discovery cache, connections
+        exec_rate(&e.agent, 16 << 20, proto).await?;
+        let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            direct.push(exec_rate(&e.direct, RUN_BYTES, proto).await?);
+            gateway.push(exec_rate(&e.agent, RUN_BYTES, proto).await?);
+        }
+        report(&format!("exec stdout ({})", proto.name()), direct, gateway);
     }
-    println!("  exec stdout  direct  : {:>8.1} MiB/s", mib(d_exec));
-    println!("  exec stdout  gateway : {:>8.1} MiB/s", mib(g_exec));
-    println!(
-        "  exec throughput ratio: {:.2}× direct (target ≥ 0.8×)",
-        g_exec / d_exec
-    );
 
     // Port-forward: a TCP source behind the pod writes N bytes per connection.
     let source = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -78,21 +77,23 @@ async fn run() -> anyhow::Result<()> {
             });
         }
     });
-    let mut direct_pf = PortForward::start(&e.direct, source_port).await?;
-    let mut gw_pf = PortForward::start(&e.agent, source_port).await?;
-    let (mut d_pf, mut g_pf) = (0f64, 0f64);
-    for _ in 0..ROUNDS {
-        d_pf = d_pf.max(direct_pf.pull().await?);
-        g_pf = g_pf.max(gw_pf.pull().await?);
+    // Port-forward: SPDY tunnelled over WebSocket (kubectl's default) and plain SPDY.
+    for proto in [Proto::WebSocket, Proto::Spdy] {
+        let mut direct_pf = PortForward::start(&e.direct, source_port, proto).await?;
+        let mut gw_pf = PortForward::start(&e.agent, source_port, proto).await?;
+        let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            direct.push(direct_pf.pull().await?);
+            gateway.push(gw_pf.pull().await?);
+        }
+        direct_pf.child.kill().await?;
+        gw_pf.child.kill().await?;
+        let name = match proto {
+            Proto::WebSocket => "port-forward (SPDY over WebSocket)",
+            Proto::Spdy => "port-forward (SPDY)",
+        };
+        report(name, direct, gateway);
     }
-    direct_pf.child.kill().await?;
-    gw_pf.child.kill().await?;
-    println!("  port-forward direct  : {:>8.1} MiB/s", mib(d_pf));
-    println!("  port-forward gateway : {:>8.1} MiB/s", mib(g_pf));
-    println!(
-        "  port-forward ratio   : {:.2}× direct (target ≥ 0.8×)",
-        g_pf / d_pf
-    );
 
     // Memory: the gateway's RSS while 1 GiB of exec stdout crosses it and is journaled.
     let start_kib = rss_kib(pid).unwrap_or(0);
@@ -106,7 +107,7 @@ async fn run() -> anyhow::Result<()> {
             }
         })
     };
-    let rss_rate = exec_rate(&e.agent, RSS_BYTES).await?;
+    let rss_rate = exec_rate(&e.agent, RSS_BYTES, Proto::WebSocket).await?;
     peak.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
     sampler.abort();
     let peak_kib = peak.load(Ordering::Relaxed);
@@ -120,6 +121,54 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which of kubectl's stream protocols a run uses.
+#[derive(Clone, Copy)]
+enum Proto {
+    /// WebSocket for exec; SPDY tunnelled over WebSocket for port-forward.
+    WebSocket,
+    Spdy,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::WebSocket => "WebSocket",
+            Proto::Spdy => "SPDY",
+        }
+    }
+
+    /// kubectl's switches: both default to WebSocket in v1.35.
+    fn env(self) -> [(&'static str, &'static str); 2] {
+        let on = match self {
+            Proto::WebSocket => "true",
+            Proto::Spdy => "false",
+        };
+        [
+            ("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", on),
+            ("KUBECTL_PORT_FORWARD_WEBSOCKETS", on),
+        ]
+    }
+}
+
+/// Prints the medians of the interleaved runs, their spread, and the ratio.
+fn report(name: &str, mut direct: Vec<f64>, mut gateway: Vec<f64>) {
+    let mib = |rate: f64| rate / f64::from(1 << 20);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let spread = |v: &[f64]| format!("{:.0}–{:.0}", mib(v[0]), mib(v[v.len() - 1]));
+    let (d, g) = (median(&mut direct), median(&mut gateway));
+    println!(
+        "  {name}: direct {:.1} MiB/s ({}), gateway {:.1} MiB/s ({}), ratio {:.2}× (target ≥ 0.8×)",
+        mib(d),
+        spread(&direct),
+        mib(g),
+        spread(&gateway),
+        g / d
+    );
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -130,12 +179,13 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Bytes per second of `kubectl exec … -- head -c <bytes> /dev/zero`, reading all of it.
-async fn exec_rate(k: &Kubectl, bytes: u64) -> anyhow::Result<f64> {
+async fn exec_rate(k: &Kubectl, bytes: u64, proto: Proto) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&k.bin)
         .args(["exec", "bench", "-n", "bench", "--", "head", "-c"])
         .arg(bytes.to_string())
         .arg("/dev/zero")
+        .envs(proto.env())
         .env("KUBECONFIG", &k.kubeconfig)
         .env("HOME", &k.home)
         .stdin(Stdio::null())
@@ -168,7 +218,7 @@ struct PortForward {
 }
 
 impl PortForward {
-    async fn start(k: &Kubectl, remote: u16) -> anyhow::Result<PortForward> {
+    async fn start(k: &Kubectl, remote: u16, proto: Proto) -> anyhow::Result<PortForward> {
         let local = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
@@ -181,6 +231,7 @@ impl PortForward {
                 "--address=127.0.0.1",
                 &format!("{local}:{remote}"),
             ])
+            .envs(proto.env())
             .env("KUBECONFIG", &k.kubeconfig)
             .env("HOME", &k.home)
             .stdin(Stdio::null())
