@@ -8,6 +8,9 @@ pub mod maps {
     pub const ENDPOINTS4: &str = "GH_ENDPOINTS4";
     /// LPM trie of IPv6 API-server endpoints: key data `[port be 2][addr be 16]`.
     pub const ENDPOINTS6: &str = "GH_ENDPOINTS6";
+    /// Array of [`crate::PORT_WORDS`] u64: bit `port % 64` of word `port / 64` (host-order port)
+    /// is set while any endpoint uses that port.
+    pub const PORTS: &str = "GH_PORTS";
     /// cgroup id → 1 for the gateway's cgroups (and their descendants).
     pub const EXEMPT: &str = "GH_EXEMPT";
     /// cgroup id → [`crate::Mode`] for a pod or namespace subtree.
@@ -16,7 +19,7 @@ pub mod maps {
     pub const CONFIG: &str = "GH_CONFIG";
     /// LRU of [`crate::DedupKey`] → [`crate::DedupValue`].
     pub const DEDUP: &str = "GH_DEDUP";
-    /// Socket cookie → [`crate::FinalDest`], written by sock_ops and then by cgroup_skb egress.
+    /// Socket cookie → [`crate::FinalDest`]: connect4/6 open the entry, cgroup_skb egress fills it.
     pub const FINAL_DEST: &str = "GH_FINAL_DEST";
     /// Per-CPU counters, indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "GH_COUNTERS";
@@ -25,8 +28,9 @@ pub mod maps {
     /// LRU of tgid → [`crate::Reasons`], from the optional tracepoints.
     pub const REASONS: &str = "GH_REASONS";
     /// Every map the agent pins.
-    pub const ALL: [&str; 10] = [
-        ENDPOINTS4, ENDPOINTS6, EXEMPT, MODES, CONFIG, DEDUP, FINAL_DEST, COUNTERS, EVENTS, REASONS,
+    pub const ALL: [&str; 11] = [
+        ENDPOINTS4, ENDPOINTS6, PORTS, EXEMPT, MODES, CONFIG, DEDUP, FINAL_DEST, COUNTERS, EVENTS,
+        REASONS,
     ];
 }
 
@@ -34,7 +38,6 @@ pub mod maps {
 pub mod programs {
     pub const CONNECT4: &str = "gh_connect4";
     pub const CONNECT6: &str = "gh_connect6";
-    pub const SOCK_OPS: &str = "gh_sock_ops";
     pub const EGRESS: &str = "gh_egress";
     pub const OPENAT: &str = "gh_openat";
     pub const EXEC: &str = "gh_exec";
@@ -52,6 +55,8 @@ pub type Endpoint4 = [u8; 6];
 pub type Endpoint6 = [u8; 18];
 /// Bits of the port part, which is always matched exactly.
 pub const PORT_BITS: u32 = 16;
+/// Words of the `PORTS` bitmap: one bit per port.
+pub const PORT_WORDS: u32 = 65536 / 64;
 
 /// Why an endpoint is in the set, so an alert can say what it matched.
 #[repr(u8)]
@@ -164,8 +169,8 @@ pub struct MatchEvent {
     pub _pad: [u8; 7],
 }
 
-/// Destination a flagged socket's packets really leave with: after socket-level rewrites
-/// (sock_ops) and netfilter DNAT (cgroup_skb egress).
+/// Destination a flagged socket's packets really leave with, after socket-level rewrites and
+/// netfilter DNAT (seen by cgroup_skb egress).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FinalDest {

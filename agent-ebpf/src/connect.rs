@@ -24,7 +24,7 @@ use gatehouse_agent_common::{
 
 use crate::{
     counters::bump,
-    maps::{CONFIG, DEDUP, ENDPOINTS4, ENDPOINTS6, EVENTS, EXEMPT, FINAL_DEST, MODES},
+    maps::{CONFIG, DEDUP, ENDPOINTS4, ENDPOINTS6, EVENTS, EXEMPT, FINAL_DEST, MODES, PORTS},
 };
 
 const ALLOW: i32 = 1;
@@ -46,10 +46,25 @@ pub fn gh_connect6(ctx: SockAddrContext) -> i32 {
     }
 }
 
+/// Whether any endpoint uses this port (network order, as in `user_port`). This runs on every
+/// connect in the cgroup, so it is one inlined array load and a bit test: no helper calls.
+#[inline(always)]
+fn endpoint_port(port_be: u32) -> bool {
+    let port = u16::from_be(port_be as u16);
+    PORTS
+        .get(u32::from(port >> 6))
+        .is_some_and(|word| word & (1 << (port & 63)) != 0)
+}
+
 fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
     bump(Counter::Connects);
     // SAFETY: the kernel hands connect4 a valid bpf_sock_addr.
-    let (ip_be, port) = unsafe { ((*ctx.sock_addr).user_ip4, (*ctx.sock_addr).user_port) };
+    let port = unsafe { (*ctx.sock_addr).user_port };
+    if !endpoint_port(port) {
+        return Ok(ALLOW);
+    }
+    // SAFETY: as above.
+    let ip_be = unsafe { (*ctx.sock_addr).user_ip4 };
     // user_port holds the network-order port in its low 16 bits; memory order is what we want.
     let port_be = (port as u16).to_ne_bytes();
     let ip = ip_be.to_ne_bytes();
@@ -64,18 +79,20 @@ fn try_connect4(ctx: &SockAddrContext) -> Result<i32, i64> {
 
 fn try_connect6(ctx: &SockAddrContext) -> Result<i32, i64> {
     bump(Counter::Connects);
-    // SAFETY: the kernel hands connect6 a valid bpf_sock_addr; user_ip6 takes 4-byte loads.
-    let (w, port) = unsafe {
+    // SAFETY: the kernel hands connect6 a valid bpf_sock_addr.
+    let port = unsafe { (*ctx.sock_addr).user_port };
+    if !endpoint_port(port) {
+        return Ok(ALLOW);
+    }
+    // SAFETY: as above; user_ip6 takes 4-byte loads.
+    let w = unsafe {
         let sa = &*ctx.sock_addr;
-        (
-            [
-                sa.user_ip6[0],
-                sa.user_ip6[1],
-                sa.user_ip6[2],
-                sa.user_ip6[3],
-            ],
-            sa.user_port,
-        )
+        [
+            sa.user_ip6[0],
+            sa.user_ip6[1],
+            sa.user_ip6[2],
+            sa.user_ip6[3],
+        ]
     };
     let port_be = (port as u16).to_ne_bytes();
     let mut addr = [0u8; 16];
@@ -209,7 +226,7 @@ fn on_match(
             bpf_get_netns_cookie(ctx.as_ptr()),
         )
     };
-    // Ask sock_ops to record where TCP finally dials this socket.
+    // Ask egress to record where this socket's packets finally go.
     let placeholder = FinalDest {
         family: 0,
         port_be: 0,

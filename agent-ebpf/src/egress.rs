@@ -1,7 +1,9 @@
 //! `cgroup_skb/egress`: the destination a flagged socket's packets really leave with. It runs
 //! in `ip_finish_output`, after netfilter's OUTPUT and POSTROUTING hooks, so a kube-proxy
-//! (iptables/nftables) DNAT of a ClusterIP is already applied; sock_ops only sees socket-level
-//! rewrites. Sockets that connect4/6 did not flag miss the map at once and pass untouched.
+//! (iptables/nftables) DNAT of a ClusterIP is already applied, as is any socket-level rewrite
+//! (a socket load balancer's connect4). There is no sock_ops program: it would run on several
+//! callbacks of every TCP connect in the cgroup to learn nothing this does not. Sockets that
+//! connect4/6 did not flag miss the map at once and pass untouched.
 use aya_ebpf::{
     helpers::generated::bpf_get_socket_cookie, macros::cgroup_skb, programs::SkBuffContext,
 };

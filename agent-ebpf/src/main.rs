@@ -1,5 +1,5 @@
-//! The gatehouse eBPF object: `cgroup/connect4`, `cgroup/connect6`, `sock_ops`,
-//! `cgroup_skb/egress` and the optional-reason tracepoints.
+//! The gatehouse eBPF object: `cgroup/connect4`, `cgroup/connect6`, `cgroup_skb/egress` and
+//! the optional-reason tracepoints.
 //! Built for `bpfel-unknown-none` by `agent/build.rs`; on the host it is an empty `main` so
 //! `cargo build/clippy/test --workspace` stay green (the aya template's cfg trick).
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -20,8 +20,6 @@ mod egress;
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod reasons;
-#[cfg(target_arch = "bpf")]
-mod sock_ops;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use gatehouse_agent_common::{
     COUNTER_SLOTS, Config, DedupKey, DedupValue, Endpoint4, Endpoint6, EndpointValue, FinalDest,
-    Reasons,
+    PORT_WORDS, Reasons,
 };
 
 #[map(name = "GH_ENDPOINTS4")]
@@ -14,6 +14,11 @@ pub static ENDPOINTS4: LpmTrie<Endpoint4, EndpointValue> = LpmTrie::pinned(4096,
 
 #[map(name = "GH_ENDPOINTS6")]
 pub static ENDPOINTS6: LpmTrie<Endpoint6, EndpointValue> = LpmTrie::pinned(4096, 0);
+
+// The ports the endpoint sets use, one bit each. Nearly every connect on a node goes elsewhere:
+// an array lookup the verifier inlines turns those away before the trie walk.
+#[map(name = "GH_PORTS")]
+pub static PORTS: Array<u64> = Array::pinned(PORT_WORDS, 0);
 
 #[map(name = "GH_EXEMPT")]
 pub static EXEMPT: HashMap<u64, u8> = HashMap::pinned(4096, 0);

@@ -1,7 +1,7 @@
 //! The kernel side as userspace sees it: the embedded object, loading with pinned maps,
 //! attaching to cgroups, and typed access to every map.
 use std::{
-    collections::{BTreeSet, HashMap as StdHashMap},
+    collections::{BTreeMap, BTreeSet, HashMap as StdHashMap},
     fs::File,
     net::IpAddr,
     path::{Path, PathBuf},
@@ -13,13 +13,11 @@ use aya::{
         Array, HashMap, MapData, MapError, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SockOps, TracePoint,
-    },
+    programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, TracePoint},
 };
 use gatehouse_agent_common::{
     Config, Counter, DedupKey, DedupValue, Endpoint4, Endpoint6, EndpointValue, FinalDest,
-    PORT_BITS, Reasons, maps, programs,
+    PORT_BITS, PORT_WORDS, Reasons, maps, programs,
 };
 
 use crate::{AgentError, endpoints::Entry};
@@ -40,6 +38,8 @@ pub struct Kernel {
     ebpf: Ebpf,
     pub endpoints4: LpmTrie<MapData, Endpoint4, EndpointValue>,
     pub endpoints6: LpmTrie<MapData, Endpoint6, EndpointValue>,
+    /// The ports the endpoint maps use, one bit each: the kernel's first test on every connect.
+    pub ports: Array<MapData, u64>,
     pub exempt: HashMap<MapData, u64, u8>,
     pub modes: HashMap<MapData, u64, u8>,
     pub config: Array<MapData, Config>,
@@ -94,20 +94,6 @@ impl Kernel {
                 source,
             })?;
         }
-        let ops: &mut SockOps = ebpf
-            .program_mut(programs::SOCK_OPS)
-            .ok_or(AgentError::Config(
-                "program gh_sock_ops missing from the object".into(),
-            ))?
-            .try_into()
-            .map_err(|source| AgentError::Program {
-                name: programs::SOCK_OPS,
-                source,
-            })?;
-        ops.load().map_err(|source| AgentError::Program {
-            name: programs::SOCK_OPS,
-            source,
-        })?;
         let egress: &mut CgroupSkb = ebpf
             .program_mut(programs::EGRESS)
             .ok_or(AgentError::Config(
@@ -126,6 +112,7 @@ impl Kernel {
         Ok(Self {
             endpoints4: take(&mut ebpf, maps::ENDPOINTS4)?,
             endpoints6: take(&mut ebpf, maps::ENDPOINTS6)?,
+            ports: take(&mut ebpf, maps::PORTS)?,
             exempt: take(&mut ebpf, maps::EXEMPT)?,
             modes: take(&mut ebpf, maps::MODES)?,
             config: take(&mut ebpf, maps::CONFIG)?,
@@ -140,15 +127,15 @@ impl Kernel {
         })
     }
 
-    /// Attaches connect4, connect6 and sock_ops to a cgroup v2 directory, alongside any programs
-    /// already there (a CNI's). A child's programs run before its parent's.
+    /// Attaches connect4, connect6 and cgroup_skb egress to a cgroup v2 directory, alongside any
+    /// programs already there (a CNI's). A child's programs run before its parent's.
     ///
     /// aya attaches through `bpf_link_create` here, and the kernel always gives cgroup links
     /// multi-attach semantics while refusing `BPF_F_ALLOW_MULTI` in the link flags (EINVAL on
     /// 6.18), so `CgroupAttachMode::Single` (flags 0) is what yields an allow-multiple
-    /// attachment. The link dies with the agent's fd: a crashed agent leaves nothing attached. A
-    /// sock_ops or egress failure is returned as `Ok(Some(_))`: detection still works, without
-    /// the final destination.
+    /// attachment. The link dies with the agent's fd: a crashed agent leaves nothing attached. An
+    /// egress failure is returned as `Ok(Some(_))`: detection still works, without the final
+    /// destination.
     pub fn attach(&mut self, cgroup: &Path) -> Result<Option<AgentError>, AgentError> {
         let file = File::open(cgroup).map_err(|e| AgentError::io("opening cgroup", cgroup, e))?;
         for name in [programs::CONNECT4, programs::CONNECT6] {
@@ -167,22 +154,6 @@ impl Kernel {
                     source,
                 })?;
         }
-        let ops: &mut SockOps = self
-            .ebpf
-            .program_mut(programs::SOCK_OPS)
-            .ok_or(AgentError::Config("program gh_sock_ops missing".into()))?
-            .try_into()
-            .map_err(|source| AgentError::Program {
-                name: programs::SOCK_OPS,
-                source,
-            })?;
-        let ops_err = ops
-            .attach(&file, CgroupAttachMode::Single)
-            .err()
-            .map(|source| AgentError::Program {
-                name: programs::SOCK_OPS,
-                source,
-            });
         let egress: &mut CgroupSkb = self
             .ebpf
             .program_mut(programs::EGRESS)
@@ -200,7 +171,7 @@ impl Kernel {
                 source,
             });
         self.attached.push(cgroup.to_path_buf());
-        Ok(ops_err.or(egress_err))
+        Ok(egress_err)
     }
 
     /// Loads and attaches the optional-reason tracepoints (token opens, kubectl/curl execs).
@@ -254,15 +225,33 @@ impl Kernel {
             }
         }
         let err = |name| move |source| AgentError::Map { name, source };
-        let mut removed = 0;
         let have4: Vec<Key<Endpoint4>> = self.endpoints4.keys().filter_map(Result::ok).collect();
+        let have6: Vec<Key<Endpoint6>> = self.endpoints6.keys().filter_map(Result::ok).collect();
+        // connect4/6 look in the tries only when PORTS has the port's bit, so every port the
+        // tries hold must stay set at each step: widen to old | new before the tries change and
+        // narrow to new after. Per word: (bits of ports held now, bits of ports wanted).
+        let mut words: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+        for e in want {
+            let (w, bit) = port_bit(e.port);
+            words.entry(w).or_default().1 |= bit;
+        }
+        let held4 = have4.iter().map(|k| [k.data()[0], k.data()[1]]);
+        for port in held4.chain(have6.iter().map(|k| [k.data()[0], k.data()[1]])) {
+            let (w, bit) = port_bit(u16::from_be_bytes(port));
+            words.entry(w).or_default().0 |= bit;
+        }
+        for (w, (held, wanted)) in &words {
+            self.ports
+                .set(*w, held | wanted, 0)
+                .map_err(err(maps::PORTS))?;
+        }
+        let mut removed = 0;
         for k in have4 {
             if !want4.contains_key(&(k.prefix_len(), k.data())) {
                 self.endpoints4.remove(&k).map_err(err(maps::ENDPOINTS4))?;
                 removed += 1;
             }
         }
-        let have6: Vec<Key<Endpoint6>> = self.endpoints6.keys().filter_map(Result::ok).collect();
         for k in have6 {
             if !want6.contains_key(&(k.prefix_len(), k.data())) {
                 self.endpoints6.remove(&k).map_err(err(maps::ENDPOINTS6))?;
@@ -287,6 +276,9 @@ impl Kernel {
                     .map_err(err(maps::ENDPOINTS6))?;
                 added += 1;
             }
+        }
+        for (w, (_, wanted)) in &words {
+            self.ports.set(*w, wanted, 0).map_err(err(maps::PORTS))?;
         }
         Ok((added, removed))
     }
@@ -334,10 +326,16 @@ impl Kernel {
     }
 }
 
+/// The `PORTS` word and bit of a (host-order) port.
+fn port_bit(port: u16) -> (u32, u64) {
+    let word = u32::from(port >> 6);
+    debug_assert!(word < PORT_WORDS);
+    (word, 1 << (port & 63))
+}
+
 fn prog_name(name: &str) -> &'static str {
     match name {
         n if n == programs::CONNECT4 => programs::CONNECT4,
-        n if n == programs::CONNECT6 => programs::CONNECT6,
-        _ => programs::SOCK_OPS,
+        _ => programs::CONNECT6,
     }
 }

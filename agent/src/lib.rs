@@ -99,7 +99,7 @@ pub async fn run(args: Args) -> Result<(), AgentError> {
             }
             tracing::warn!(
                 error = %degraded,
-                "DEGRADED: sock_ops or egress program not attached; alerts may lack the final destination"
+                "DEGRADED: egress program not attached; alerts may lack the final destination"
             );
         }
     }

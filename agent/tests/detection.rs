@@ -98,7 +98,7 @@ fn pod_and_host_connects_are_flagged_with_attribution_and_the_gateway_is_not() {
             (orig.ip.as_str(), orig.port),
             (addr.ip().to_string().as_str(), u32::from(addr.port()))
         );
-        // sock_ops saw TCP dial it; nothing rewrote it here, so final == original.
+        // egress saw the SYN leave; nothing rewrote it here, so final == original.
         assert_eq!(a.final_destination.as_ref(), Some(orig));
         assert!(
             a.netns_inode != 0 || a.exe.is_empty(),

@@ -12,9 +12,13 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 
 const CGROUP2: &str = "/sys/fs/cgroup/unified";
-/// Connects per timed round of the overhead comparison.
-const ROUND: u32 = 20_000;
-const ROUNDS: usize = 5;
+/// Connects per timed round of the overhead comparison: ~25 ms, short enough that a neighbour's
+/// burst spoils few rounds, long enough that the cgroup move between rounds is noise.
+const ROUND: u32 = 4_000;
+/// Pairs of rounds (one in each cgroup) in the overhead comparison.
+const PAIRS: usize = 60;
+/// Connects measured with `kernel.bpf_stats_enabled` for the programs' own run time.
+const STATS_CONNECTS: u32 = 20_000;
 /// Matching connects in the throughput run.
 const MATCHING: u32 = 200_000;
 const LATENCY_SAMPLES: usize = 20;
@@ -34,18 +38,23 @@ fn in_release() -> anyhow::Result<()> {
         "bench agent needs root (it loads BPF programs and creates a cgroup)"
     );
     let bin = crate::workspace_root().join("target/release/gatehouse-agent");
-    let cg = BenchCgroup::new()?;
+    // The agent attaches to `on` only; `off` is its twin without programs, for the baseline.
+    let on = BenchCgroup::new("on")?;
+    let off = BenchCgroup::new("off")?;
     // This process joins the cgroup, so its connects are the ones the programs see.
-    std::fs::write(cg.0.join("cgroup.procs"), std::process::id().to_string())?;
-    let result = run(&bin, &cg.0);
-    let _ = std::fs::write(
-        Path::new(CGROUP2).join("cgroup.procs"),
-        std::process::id().to_string(),
-    );
+    join(&on.0)?;
+    let result = run(&bin, &on.0, &off.0);
+    let _ = join(Path::new(CGROUP2));
     result
 }
 
-fn run(bin: &Path, cg: &Path) -> anyhow::Result<()> {
+/// Moves this whole process (every thread) into `cg`; sockets created afterwards belong to it.
+fn join(cg: &Path) -> anyhow::Result<()> {
+    std::fs::write(cg.join("cgroup.procs"), std::process::id().to_string())
+        .with_context(|| format!("joining {}", cg.display()))
+}
+
+fn run(bin: &Path, cg: &Path, off: &Path) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pin = PathBuf::from(format!(
         "/sys/fs/bpf/gatehouse-bench-{}",
@@ -55,21 +64,39 @@ fn run(bin: &Path, cg: &Path) -> anyhow::Result<()> {
     let api = closed_port()?;
     let other = closed_port()?;
 
-    // 1. Overhead on non-matching connects: rounds alternate without and with the agent.
-    let mut without = Vec::new();
-    let mut with = Vec::new();
-    warm(other);
-    for _ in 0..ROUNDS {
-        without.push(connect_loop(other, ROUND));
-        let agent = AgentProc::start(bin, dir.path(), &pin, cg, api, "1s")?;
-        with.push(connect_loop(other, ROUND));
-        agent.stop();
+    // 1. Overhead on non-matching connects. One agent stays up throughout with its programs on
+    // `cg` only, and this process alternates between `off` and `cg` in ABBA order, so a slow
+    // drift in the machine's load cancels within a pair and both sides carry the agent's own
+    // background work. Each pair gives one ratio; the median ratio is the figure.
+    let agent = AgentProc::start(bin, dir.path(), &pin, cg, api, "1s")?;
+    for c in [off, cg] {
+        join(c)?;
+        warm(other);
     }
-    let (wo, wi) = (median(&mut without), median(&mut with));
+    let (mut without, mut with, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..PAIRS {
+        let off_first = i % 2 == 0;
+        let (a, b) = if off_first { (off, cg) } else { (cg, off) };
+        join(a)?;
+        let ta = connect_loop(other, ROUND);
+        join(b)?;
+        let tb = connect_loop(other, ROUND);
+        let (wo, wi) = if off_first { (ta, tb) } else { (tb, ta) };
+        without.push(wo);
+        with.push(wi);
+        ratios.push(wi / wo);
+    }
+    join(cg)?;
+    let (wo, wi) = (quantile(&mut without, 0.5), quantile(&mut with, 0.5));
     println!(
-        "non-matching connect(): {wo:.0} ns without, {wi:.0} ns with the programs attached: {:.3}x (target <= 1.05x; median of {ROUNDS} rounds x {ROUND})",
-        wi / wo
+        "non-matching connect(): {wo:.0} ns without, {wi:.0} ns with the programs attached (medians, +{:.0} ns); per-pair ratio {:.3}x median, p10 {:.3}x, p90 {:.3}x (target <= 1.05x; {PAIRS} ABBA pairs x {ROUND} connects, agent up in both)",
+        wi - wo,
+        quantile(&mut ratios, 0.5),
+        quantile(&mut ratios, 0.1),
+        quantile(&mut ratios, 0.9),
     );
+    print_program_cost(&agent, other)?;
+    agent.stop();
 
     // 2. Matching connects per second, two threads, with short windows so many alerts roll.
     let agent = AgentProc::start(bin, dir.path(), &pin, cg, api, "200ms")?;
@@ -189,9 +216,57 @@ fn udp_connect_loop(target: SocketAddr, n: u32) {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The `q` quantile (nearest rank) of a non-empty sample.
+fn quantile(v: &mut [f64], q: f64) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// The programs' own run time per non-matching connect, from the kernel's per-program
+/// statistics (`kernel.bpf_stats_enabled`, on only for this short run because it adds two clock
+/// reads to every program run): which program the overhead above is spent in.
+fn print_program_cost(agent: &AgentProc, target: SocketAddr) -> anyhow::Result<()> {
+    const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(SYSCTL, &self.0);
+        }
+    }
+    let _restore = Restore(std::fs::read_to_string(SYSCTL)?.trim().to_owned());
+    std::fs::write(SYSCTL, "1")?;
+    let before = agent.program_stats()?;
+    connect_loop(target, STATS_CONNECTS);
+    let after = agent.program_stats()?;
+    let mut by_type: std::collections::BTreeMap<u32, (u64, u64)> = Default::default();
+    for (id, (ty, ns, cnt)) in &after {
+        let (_, ns0, cnt0) = before.get(id).copied().unwrap_or((*ty, 0, 0));
+        let e = by_type.entry(*ty).or_default();
+        e.0 += ns.saturating_sub(ns0);
+        e.1 += cnt.saturating_sub(cnt0);
+    }
+    let per = |x: u64| x as f64 / f64::from(STATS_CONNECTS);
+    let parts: Vec<String> = by_type
+        .iter()
+        .filter(|(_, (_, cnt))| *cnt > 0)
+        .map(|(ty, (ns, cnt))| {
+            let name = match ty {
+                5 => "tracepoint".to_owned(),
+                8 => "cgroup_skb".to_owned(),
+                13 => "sock_ops".to_owned(),
+                18 => "cgroup_sock_addr".to_owned(),
+                t => format!("type {t}"),
+            };
+            format!("{name} {:.0} ns in {:.2} runs", per(*ns), per(*cnt))
+        })
+        .collect();
+    let total: u64 = by_type.values().map(|(ns, _)| ns).sum();
+    println!(
+        "programs' own run time per non-matching connect (bpf_stats, {STATS_CONNECTS} connects): {}; total {:.0} ns",
+        parts.join(", "),
+        per(total)
+    );
+    Ok(())
 }
 
 fn closed_port() -> anyhow::Result<SocketAddr> {
@@ -249,6 +324,31 @@ impl AgentProc {
             .with_context(|| format!("metric {name} missing"))
     }
 
+    /// prog id → (type, run_time_ns, run_cnt) for every program the agent holds, from
+    /// `/proc/<pid>/fdinfo` (link fds name a prog_id too but carry no run counts).
+    fn program_stats(&self) -> anyhow::Result<std::collections::BTreeMap<u32, (u32, u64, u64)>> {
+        let mut out = std::collections::BTreeMap::new();
+        for entry in std::fs::read_dir(format!("/proc/{}/fdinfo", self.child.id()))? {
+            let Ok(text) = std::fs::read_to_string(entry?.path()) else {
+                continue;
+            };
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+            };
+            if let (Some(ty), Some(id), Some(ns), Some(cnt)) = (
+                field("prog_type:"),
+                field("prog_id:"),
+                field("run_time_ns:"),
+                field("run_cnt:"),
+            ) {
+                out.insert(u32::try_from(id)?, (u32::try_from(ty)?, ns, cnt));
+            }
+        }
+        ensure!(!out.is_empty(), "no BPF programs in the agent's fdinfo");
+        Ok(out)
+    }
+
     fn stop(mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -268,8 +368,9 @@ impl Drop for AgentProc {
 struct BenchCgroup(PathBuf);
 
 impl BenchCgroup {
-    fn new() -> anyhow::Result<Self> {
-        let p = PathBuf::from(CGROUP2).join(format!("gatehouse-bench-{}", std::process::id()));
+    fn new(suffix: &str) -> anyhow::Result<Self> {
+        let p =
+            PathBuf::from(CGROUP2).join(format!("gatehouse-bench-{}-{suffix}", std::process::id()));
         std::fs::create_dir(&p).with_context(|| format!("creating {}", p.display()))?;
         Ok(Self(p))
     }
