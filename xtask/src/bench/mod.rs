@@ -96,28 +96,13 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         "metadata": {"name": "one-kib", "namespace": "bench"},
         "data": {"payload": "x".repeat(900)}
     }));
-    opts.logs
-        .generated_bytes
-        .insert("bench/big-logger".into(), LOG_BYTES);
-    opts.objects.push(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "big-logger", "namespace": "bench"},
-        "spec": {"containers": [{"name": "app", "image": "busybox"}]}
-    }));
-    let api = TestApiServer::start(opts).await?;
-    let upstream = dir.path().join("upstream.kubeconfig");
-    api.write_kubeconfig(&upstream, GATEWAY_TOKEN)?;
-    let issuer = TestIssuer::start().await?;
-    let issuer_ca = dir.path().join("issuer-ca.pem");
-    std::fs::write(&issuer_ca, &issuer.ca_pem)?;
-    let mut args = vec![
-        "--upstream-mode=kubeconfig".into(),
-        format!("--kubeconfig={}", upstream.display()),
-        format!("--oidc-issuer-url={}", issuer.url),
-        "--oidc-audience=gatehouse".into(),
-        format!("--oidc-ca-file={}", issuer_ca.display()),
-        "--oidc-username-prefix=-".into(),
-    ];
+    push_logger(&mut opts, LOG_BYTES);
+    let Upstream {
+        api,
+        issuer,
+        mut args,
+        token,
+    } = Upstream::start(opts, dir.path()).await?;
     // Extra gateway flags for every gateway measured, e.g. GATEHOUSE_BENCH_GATEWAY_ARGS=--upstream-http2=false
     if let Ok(extra) = std::env::var("GATEHOUSE_BENCH_GATEWAY_ARGS") {
         args.extend(extra.split_whitespace().map(str::to_string));
@@ -133,7 +118,6 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         .map(str::to_string)
         .collect();
     println!("gateway flags: {}", args[2..].join(" "));
-    let token = issuer.token("bench", &["bench"], "gatehouse")?;
     let path = "/api/v1/namespaces/bench/configmaps/one-kib";
 
     let mut results = Vec::new();
@@ -186,4 +170,56 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The test API server and OIDC issuer a benchmarked gateway fronts, the gateway flags that
+/// point at them, and a caller's token (what `gatehouse_tests::fixture::GatewayEnv` sets up,
+/// without starting the gateway: benches start several with their own flags).
+pub(crate) struct Upstream {
+    pub api: TestApiServer,
+    pub issuer: TestIssuer,
+    pub args: Vec<String>,
+    pub token: String,
+}
+
+impl Upstream {
+    /// Starts both; the kubeconfig and issuer CA are written into `dir`.
+    pub(crate) async fn start(
+        opts: ApiServerOptions,
+        dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let api = TestApiServer::start(opts).await?;
+        let upstream = dir.join("upstream.kubeconfig");
+        api.write_kubeconfig(&upstream, GATEWAY_TOKEN)?;
+        let issuer = TestIssuer::start().await?;
+        let issuer_ca = dir.join("issuer-ca.pem");
+        std::fs::write(&issuer_ca, &issuer.ca_pem)?;
+        let token = issuer.token("bench", &["bench"], "gatehouse")?;
+        let args = vec![
+            "--upstream-mode=kubeconfig".to_string(),
+            format!("--kubeconfig={}", upstream.display()),
+            format!("--oidc-issuer-url={}", issuer.url),
+            "--oidc-audience=gatehouse".into(),
+            format!("--oidc-ca-file={}", issuer_ca.display()),
+            "--oidc-username-prefix=-".into(),
+        ];
+        Ok(Self {
+            api,
+            issuer,
+            args,
+            token,
+        })
+    }
+}
+
+/// The pod `bench/big-logger`, whose log is `bytes` of generated lines.
+pub(crate) fn push_logger(opts: &mut ApiServerOptions, bytes: u64) {
+    opts.logs
+        .generated_bytes
+        .insert("bench/big-logger".into(), bytes);
+    opts.objects.push(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "big-logger", "namespace": "bench"},
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]}
+    }));
 }

@@ -4,9 +4,8 @@
 use anyhow::Context;
 use gatehouse_gateway::transcript::mask::Masker;
 use gatehouse_policy::{MaskSpec, Request};
-use gatehouse_tests::apiserver::{ApiServerOptions, GATEWAY_TOKEN, TestApiServer};
+use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::gateway_proc::GatewayProc;
-use gatehouse_tests::oidc::TestIssuer;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -305,29 +304,14 @@ async fn gateway_cpu() -> anyhow::Result<()> {
             "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta("c"), "data": data
         }));
     }
-    opts.logs
-        .generated_bytes
-        .insert("bench/big-logger".into(), log_bytes);
-    opts.objects.push(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "big-logger", "namespace": "bench"},
-        "spec": {"containers": [{"name": "app", "image": "busybox"}]}
-    }));
-    let api = TestApiServer::start(opts).await?;
-    let upstream = dir.path().join("upstream.kubeconfig");
-    api.write_kubeconfig(&upstream, GATEWAY_TOKEN)?;
-    let issuer = TestIssuer::start().await?;
-    let issuer_ca = dir.path().join("issuer-ca.pem");
-    std::fs::write(&issuer_ca, &issuer.ca_pem)?;
-    let token = issuer.token("bench", &["bench"], "gatehouse")?;
-    let base = vec![
-        "--upstream-mode=kubeconfig".to_string(),
-        format!("--kubeconfig={}", upstream.display()),
-        format!("--oidc-issuer-url={}", issuer.url),
-        "--oidc-audience=gatehouse".into(),
-        format!("--oidc-ca-file={}", issuer_ca.display()),
-        "--oidc-username-prefix=-".into(),
-    ];
+    crate::bench::push_logger(&mut opts, log_bytes);
+    // The servers run until the end of the bench.
+    let crate::bench::Upstream {
+        api: _api,
+        issuer: _issuer,
+        args: base,
+        token,
+    } = crate::bench::Upstream::start(opts, dir.path()).await?;
 
     // (a) Secret list against ConfigMap list, one gateway.
     let mut flags = base.clone();
