@@ -182,6 +182,10 @@ pub struct ServeArgs {
     /// Shipped batches queued for the writer; past it ingest answers RESOURCE_EXHAUSTED.
     #[arg(long, env = "COLLECTOR_QUEUE_BATCHES", default_value_t = 512)]
     pub queue_batches: usize,
+    /// Largest shipped batch (one gRPC message) the collector decodes. It must exceed the
+    /// largest journal record a gateway writes (64 MiB), which a shipper sends alone.
+    #[arg(long, env = "COLLECTOR_MAX_MESSAGE_BYTES", default_value_t = 72 << 20)]
+    pub max_message_bytes: usize,
     /// Where rows ClickHouse refuses as bad data are written (NDJSON).
     #[arg(
         long,
@@ -199,6 +203,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub alerts: crate::alerts::AlertArgs,
 }
+
+/// The largest journal record a gateway writes (gatehouse-journal's `MAX_RECORD_LEN`).
+const MAX_JOURNAL_RECORD: usize = 64 << 20;
 
 impl ServeArgs {
     /// Checks what can be checked without I/O.
@@ -227,6 +234,11 @@ impl ServeArgs {
         }
         if self.batch_min_rows > self.batch_max_rows {
             return cfg("--batch-min-rows must not exceed --batch-max-rows");
+        }
+        if self.max_message_bytes <= MAX_JOURNAL_RECORD {
+            return cfg(
+                "--max-message-bytes must exceed 67108864 (a gateway ships a journal record of up to 64 MiB alone)",
+            );
         }
         if self.queue_batches == 0 {
             return cfg("--queue-batches must be positive");

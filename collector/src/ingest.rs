@@ -59,7 +59,10 @@ impl Ingest for IngestService {
                     Ok(Some(b)) => b,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(client, %status, "ingest stream ended");
+                        // A message that could not be decoded (too large, malformed): the
+                        // shipper is told why, ahead of the acks still pending, and resends.
+                        tracing::warn!(client, %status, "ingest stream failed");
+                        let _ = urgent.send(Err(status)).await;
                         break;
                     }
                 };

@@ -130,12 +130,15 @@ pub async fn start(
         builder = builder.tls_config(tls).map_err(CollectorError::Serve)?;
     }
     let router = builder
-        .add_service(IngestServer::new(IngestService {
-            auth: ingest_auth,
-            writer,
-            metrics,
-            alerts,
-        }))
+        .add_service(
+            IngestServer::new(IngestService {
+                auth: ingest_auth,
+                writer,
+                metrics,
+                alerts,
+            })
+            .max_decoding_message_size(args.max_message_bytes),
+        )
         .add_service(QueryServer::from_arc(query.clone()))
         .add_service(JsonApi::new(query));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);

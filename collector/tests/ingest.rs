@@ -99,6 +99,52 @@ async fn shipped_journal_lands_once_and_segments_go_only_after_ack() {
     task.await.unwrap();
 }
 
+/// Large captured bodies (a big list, a Secret dump): with the shipper's default 4 MiB batch
+/// bound, 1.5 MiB responses must not add up to a message the collector refuses to decode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_megabyte_responses_ship_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ch = clickhouse(tmp.path()).await;
+    let pki = CollectorPki::write(tmp.path()).unwrap();
+    let col = collector(tmp.path(), &ch, &pki, &[]).await;
+    let mut events = session_events("erin", 1, 8);
+    for e in &mut events {
+        if let Some(gatehouse_proto::v1::event::Payload::Response(r)) = &mut e.payload {
+            let data = vec![b'x'; 1536 << 10];
+            r.body = Some(gatehouse_proto::v1::Body {
+                total_bytes: data.len() as u64,
+                data: data.into(),
+                content_type: "application/json".into(),
+                ..Default::default()
+            });
+        }
+    }
+    let j = journal(&tmp.path().join("journal"), &events);
+    let mut cfg = shipper_config(&col.addr, &pki);
+    cfg.max_batch_records = ShipperConfig::new("").max_batch_records;
+    let shipper = Shipper::new(j.clone(), cfg).unwrap();
+    let metrics = shipper.metrics().clone();
+    let task = tokio::spawn(shipper.run(tokio::time::sleep(Duration::from_secs(120))));
+    assert!(
+        wait_acked(&j, Duration::from_secs(60)).await,
+        "not acknowledged after {} retries; collector log:\n{}",
+        metrics.retries.get(),
+        col.log.lock().join("\n")
+    );
+    assert_eq!(metrics.retries.get(), 0, "no stream was refused");
+    assert_eq!(
+        eventually(
+            &ch,
+            "SELECT count(), countIf(length(payload) > 1572864) FROM events FINAL",
+            "16\t8",
+            Duration::from_secs(5)
+        )
+        .await,
+        "16\t8"
+    );
+    task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collector_killed_between_insert_and_ack_stores_each_event_once() {
     let tmp = tempfile::tempdir().unwrap();

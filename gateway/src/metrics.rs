@@ -23,6 +23,7 @@ pub struct Metrics {
     pub request_duration: Histogram,
     pub denied: Family<DeniedLabels, Counter>,
     pub journal_appended_bytes: Counter,
+    pub journal_appended_events: Counter,
     pub journal_unacked_bytes: Gauge,
     pub journal_errors: Counter,
     pub response_bytes: Counter,
@@ -63,6 +64,12 @@ impl Metrics {
             "Bytes appended to the journal",
             journal_appended_bytes.clone(),
         );
+        let journal_appended_events = Counter::default();
+        registry.register(
+            "journal_appended_events",
+            "Events appended to the journal: what the collector must end up holding",
+            journal_appended_events.clone(),
+        );
         let journal_unacked_bytes = Gauge::default();
         registry.register(
             "journal_unacked_bytes",
@@ -93,6 +100,7 @@ impl Metrics {
             request_duration,
             denied,
             journal_appended_bytes,
+            journal_appended_events,
             journal_unacked_bytes,
             journal_errors,
             response_bytes,

@@ -134,7 +134,10 @@ impl Shipper {
         }
         let from = self.journal.acked_offset();
         let dir = self.journal.dir().to_path_buf();
-        let mut reader = Some(Reader::open(&dir, from)?);
+        let mut reader = Some(BatchReader {
+            reader: Reader::open(&dir, from)?,
+            carry: None,
+        });
         let response = tokio::time::timeout(self.cfg.timeout, client.ship(request))
             .await
             .map_err(|_| {
@@ -241,35 +244,58 @@ impl Shipper {
     }
 }
 
-/// Reads up to the limits from `reader` off the async runtime.
+/// A journal reader and the record it read that did not fit in the last batch.
+struct BatchReader {
+    reader: Reader,
+    carry: Option<JournalRecord>,
+}
+
+/// Reads up to the limits from `reader` off the async runtime. A batch stays within
+/// `max_bytes` of event bytes unless its first record alone is larger: the collector bounds
+/// the message it decodes, so a batch that grew past the bound would be refused whole.
 async fn read_batch(
-    reader: Option<Reader>,
+    reader: Option<BatchReader>,
     max_records: usize,
     max_bytes: usize,
-) -> Result<(Reader, Vec<JournalRecord>), ShipperError> {
+) -> Result<(BatchReader, Vec<JournalRecord>), ShipperError> {
     let Some(mut reader) = reader else {
         return Err(ShipperError::Closed);
     };
     let out = tokio::task::spawn_blocking(move || {
-        let mut records = Vec::new();
-        let mut bytes = 0usize;
-        while records.len() < max_records && bytes < max_bytes {
-            match reader.next_record()? {
-                Some(r) => {
-                    bytes += r.payload.len();
-                    records.push(JournalRecord {
-                        end: r.end,
-                        event: r.payload.into(),
-                    });
-                }
-                None => break,
-            }
-        }
+        let records = fill_batch(&mut reader, max_records, max_bytes)?;
         Ok::<_, ShipperError>((reader, records))
     })
     .await
     .map_err(|_| ShipperError::Closed)??;
     Ok(out)
+}
+
+fn fill_batch(
+    from: &mut BatchReader,
+    max_records: usize,
+    max_bytes: usize,
+) -> Result<Vec<JournalRecord>, ShipperError> {
+    let mut records = Vec::new();
+    let mut bytes = 0usize;
+    while records.len() < max_records {
+        let next = match from.carry.take() {
+            Some(r) => r,
+            None => match from.reader.next_record()? {
+                Some(r) => JournalRecord {
+                    end: r.end,
+                    event: r.payload.into(),
+                },
+                None => break,
+            },
+        };
+        if !records.is_empty() && bytes + next.event.len() > max_bytes {
+            from.carry = Some(next);
+            break;
+        }
+        bytes += next.event.len();
+        records.push(next);
+    }
+    Ok(records)
 }
 
 /// `d` scaled by a factor in [0.5, 1.5), so many shippers do not retry in lockstep.
@@ -291,4 +317,56 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use gatehouse_journal::{FsyncPolicy, JournalOptions};
+
+    /// Batches stay within the byte bound (the record that would cross it opens the next
+    /// batch), a record larger than the bound travels alone, and nothing is skipped.
+    #[test]
+    fn batches_never_grow_past_the_byte_bound() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = JournalOptions {
+            max_segment_bytes: 1 << 20,
+            max_unacked_bytes: 64 << 20,
+            fsync: FsyncPolicy::Never,
+        };
+        let (j, _) = Journal::open(tmp.path(), opts).unwrap();
+        let sizes = [300usize, 300, 300, 2500, 100, 700, 10, 10, 990];
+        for (i, n) in sizes.iter().enumerate() {
+            j.append(&vec![i as u8; *n]).unwrap();
+        }
+        j.sync().unwrap();
+        let mut from = BatchReader {
+            reader: Reader::open(tmp.path(), 0).unwrap(),
+            carry: None,
+        };
+        let mut batches = Vec::new();
+        loop {
+            let b = fill_batch(&mut from, 100, 1000).unwrap();
+            if b.is_empty() {
+                break;
+            }
+            batches.push(b.iter().map(|r| r.event.len()).collect::<Vec<_>>());
+        }
+        assert_eq!(
+            batches,
+            vec![
+                vec![300, 300, 300],
+                vec![2500],
+                vec![100, 700, 10, 10],
+                vec![990]
+            ]
+        );
+        // The record count bound still holds.
+        let mut from = BatchReader {
+            reader: Reader::open(tmp.path(), 0).unwrap(),
+            carry: None,
+        };
+        assert_eq!(fill_batch(&mut from, 2, 1 << 20).unwrap().len(), 2);
+    }
 }

@@ -560,6 +560,15 @@ async fn bad_tokens_get_401_are_recorded_and_never_forwarded() {
                 .starts_with("gatehouse_gateway_denied_requests_total{reason=\"unauthorized\"}")),
         "{metrics}"
     );
+    // Denials are recorded like everything else: the counter the soak checks ClickHouse
+    // against counts every event in the journal (nothing ships here, so it holds them all).
+    let journaled = e.events().unwrap().len();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == format!("gatehouse_gateway_journal_appended_events_total {journaled}")),
+        "{journaled} events in the journal: {metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

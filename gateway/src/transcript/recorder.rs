@@ -196,6 +196,7 @@ impl Recorder {
         self.metrics
             .journal_appended_bytes
             .inc_by(appended.end - appended.offset);
+        self.metrics.journal_appended_events.inc();
         self.metrics
             .journal_unacked_bytes
             .set(self.journal.unacked_bytes() as i64);

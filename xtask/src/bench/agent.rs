@@ -26,7 +26,7 @@ const LATENCY_SAMPLES: usize = 20;
 const UDP_MATCHING: u32 = 1_000_000;
 
 pub fn agent() -> anyhow::Result<()> {
-    crate::bench::run_release("agent", &["gatehouse-agent"], in_release)
+    crate::bench::run_release("agent", in_release)
 }
 
 /// The bench itself, run by the release xtask only.

@@ -37,9 +37,7 @@ const QUERY_SAMPLES: usize = 20;
 const REPLAY_SAMPLES: usize = 10;
 
 pub fn collector() -> anyhow::Result<()> {
-    super::run_release("collector", &["gatehouse-collector"], || {
-        super::block_on(run())
-    })
+    super::run_release("collector", || super::block_on(run()))
 }
 
 fn now_nanos() -> i64 {

@@ -23,7 +23,7 @@ const LOG_BYTES: u64 = 1 << 30;
 const SECONDS: u32 = 5;
 
 pub fn gateway() -> anyhow::Result<()> {
-    run_release("gateway", &["gatehouse-gateway"], || {
+    run_release("gateway", || {
         wrk::ensure_installed()?;
         let tools = crate::tools::tools_bin()?;
         block_on(run(&tools))
@@ -35,10 +35,9 @@ pub fn gateway() -> anyhow::Result<()> {
 /// the release xtask runs `body`.
 pub(crate) fn run_release(
     name: &str,
-    packages: &[&'static str],
     body: impl FnOnce() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    if rerun_in_release(&release_build(packages), name)? {
+    if rerun_in_release(&release_build(), name)? {
         return Ok(());
     }
     body()
@@ -52,12 +51,21 @@ pub(crate) fn block_on(body: impl Future<Output = anyhow::Result<()>>) -> anyhow
         .block_on(body)
 }
 
+/// Every benchmarked binary: each bench builds them all, so that they share one feature
+/// resolution.
+const BENCHED: [&str; 4] = [
+    "gatehouse-gateway",
+    "gatehouse-collector",
+    "gatehouse-agent",
+    "xtask",
+];
+
 /// The one cargo command that builds the benchmarked packages and the release xtask together:
-/// separate `cargo build -p …` and `cargo run -p xtask` resolve features differently and
-/// rebuild each other's binaries on every run.
-fn release_build(packages: &[&'static str]) -> Vec<&'static str> {
+/// a different set of `-p` resolves features differently (fat LTO makes that a 6-minute
+/// rebuild), so one bench after another would rebuild each other's binaries.
+fn release_build() -> Vec<&'static str> {
     let mut v = vec!["--release"];
-    for p in packages.iter().chain(&["xtask"]) {
+    for p in BENCHED {
         v.extend(["-p", p]);
     }
     v.push("--bins");

@@ -17,7 +17,7 @@ const LOG_BYTES: usize = 1 << 30;
 const LIST_BYTES: usize = 10 << 20;
 
 pub fn policy() -> anyhow::Result<()> {
-    crate::bench::run_release("policy", &["gatehouse-gateway"], in_release)
+    crate::bench::run_release("policy", in_release)
 }
 
 /// The bench itself, run by the release xtask only.

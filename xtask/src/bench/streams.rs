@@ -20,7 +20,7 @@ const ROUNDS: usize = 5;
 const RSS_BYTES: u64 = 1 << 30;
 
 pub fn streams() -> anyhow::Result<()> {
-    super::run_release("streams", &["gatehouse-gateway"], || super::block_on(run()))
+    super::run_release("streams", || super::block_on(run()))
 }
 
 async fn run() -> anyhow::Result<()> {
