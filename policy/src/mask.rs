@@ -204,10 +204,10 @@ impl Scanner {
 
 /// Position of `needle` in `hay`.
 pub fn find_sub(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
+    if needle.is_empty() {
         return None;
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// The stored form of a masked value: `***` and a SHA-256 prefix (equal secrets stay
@@ -215,13 +215,45 @@ pub fn find_sub(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// short password and a private key do not look alike. Only ASCII letters and digits follow the
 /// stars, so the result is a valid JSON string body and a single log "word".
 pub fn masked(value: &[u8]) -> String {
-    let digest = Sha256::digest(value);
-    let hex = hex::encode(digest);
-    let class = value.len().next_power_of_two().clamp(11, 64);
-    let mut out = String::with_capacity(class);
-    out.push_str("***");
-    out.push_str(&hex[..class - 3]);
-    out
+    let mut h = MaskHasher::default();
+    h.update(value);
+    h.finish()
+}
+
+/// [`masked`] fed in pieces, so a value streamed through a masker is hashed where it is read
+/// and never gathered into a buffer first.
+#[derive(Clone, Default)]
+pub struct MaskHasher {
+    sha: Sha256,
+    len: usize,
+}
+
+impl MaskHasher {
+    pub fn update(&mut self, piece: &[u8]) {
+        self.sha.update(piece);
+        self.len += piece.len();
+    }
+
+    /// Bytes hashed so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The masked form of everything fed; the hasher starts over.
+    pub fn finish(&mut self) -> String {
+        let digest = std::mem::take(&mut self.sha).finalize();
+        let class = std::mem::take(&mut self.len)
+            .next_power_of_two()
+            .clamp(11, 64);
+        let mut out = String::with_capacity(class);
+        out.push_str("***");
+        out.push_str(&hex::encode(&digest[..(class - 3).div_ceil(2)])[..class - 3]);
+        out
+    }
 }
 
 /// One step of a field path.
@@ -393,6 +425,21 @@ mod tests {
         assert_ne!(a, masked(b"hunter3"));
         assert_eq!(masked(b"AKIAIOSFODNN7EXAMPLE").len(), 32);
         assert_eq!(masked(&[b'x'; 3000]).len(), 64);
+        // The stored format: SHA-256("hunter2") begins f52fbd32.
+        assert_eq!(a, "***f52fbd32");
+    }
+
+    #[test]
+    fn a_value_hashed_in_pieces_masks_as_the_whole() {
+        let value: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+        for cut in [0, 1, 7, 1500, 2999, 3000] {
+            let mut h = MaskHasher::default();
+            h.update(&value[..cut]);
+            h.update(&value[cut..]);
+            assert_eq!(h.len(), 3000);
+            assert_eq!(h.finish(), masked(&value), "cut at {cut}");
+            assert!(h.is_empty(), "finish starts over");
+        }
     }
 
     #[test]

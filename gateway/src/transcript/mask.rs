@@ -2,7 +2,7 @@
 //! `data`/`stringData` values and `last-applied-configuration` annotations (built in), plus a
 //! `mask` rule's field rules, env names and detectors over JSON string values and text lines.
 use bytes::BufMut;
-use gatehouse_policy::mask::{FieldPath, MaskSpec, PEM_END_MARK, find_sub, masked};
+use gatehouse_policy::mask::{FieldPath, MaskHasher, MaskSpec, PEM_END_MARK, find_sub, masked};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -267,7 +267,7 @@ impl TextMasker {
 }
 
 fn memrchr(b: &[u8]) -> Option<usize> {
-    b.iter().rposition(|&c| c == b'\n')
+    memchr::memrchr(b'\n', b)
 }
 
 enum Frame {
@@ -288,7 +288,7 @@ enum Frame {
 #[derive(PartialEq, Eq)]
 enum StringMode {
     Copy,
-    /// Masked whole: its bytes feed `buf`, the masked form is written at its end.
+    /// Masked whole: its bytes feed `hasher`, the masked form is written at its end.
     Mask,
     /// Held in `buf` and scanned by the detectors at its end.
     Scan,
@@ -304,8 +304,10 @@ struct JsonMasker {
     escape: bool,
     string_is_key: bool,
     mode: StringMode,
-    /// The string value being masked or scanned.
+    /// The string value being scanned.
     buf: Vec<u8>,
+    /// The string value being masked, hashed as it is read.
+    hasher: MaskHasher,
     /// The `name` string value being read in an env item (remembered for its `value`).
     reading_env_name: bool,
     key: Vec<u8>,
@@ -323,6 +325,7 @@ impl JsonMasker {
             string_is_key: false,
             mode: StringMode::Copy,
             buf: Vec::new(),
+            hasher: MaskHasher::default(),
             reading_env_name: false,
             key: Vec::new(),
         }
@@ -373,13 +376,13 @@ impl JsonMasker {
         let mut i = 0;
         while i < input.len() {
             if self.in_string {
-                // Copy runs of plain string bytes at once: the common case by far.
-                if self.mode == StringMode::Copy && !self.string_is_key && !self.reading_env_name {
-                    let run = input[i..]
-                        .iter()
-                        .position(|&b| b == b'"' || b == b'\\' || self.escape)
-                        .unwrap_or(input.len() - i);
-                    out.put_slice(&input[i..i + run]);
+                // Runs of plain string bytes (up to a quote or a backslash) are taken at once:
+                // nearly every byte of a Secret list is one. An env `name` is rare and goes
+                // byte by byte.
+                if !self.escape && !self.reading_env_name {
+                    let rest = &input[i..];
+                    let run = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+                    self.string_run(&rest[..run], out);
                     i += run;
                     if i == input.len() {
                         break;
@@ -471,6 +474,33 @@ impl JsonMasker {
         }
     }
 
+    /// Plain bytes inside a string (no quote, no backslash, not after a backslash).
+    fn string_run(&mut self, run: &[u8], out: &mut impl BufMut) {
+        if self.string_is_key {
+            let room = (KEY_MAX + 1).saturating_sub(self.key.len());
+            self.key.extend_from_slice(&run[..run.len().min(room)]);
+            out.put_slice(run);
+            return;
+        }
+        match self.mode {
+            StringMode::Copy => out.put_slice(run),
+            StringMode::Mask => self.hasher.update(run),
+            StringMode::Scan => {
+                self.buf.extend_from_slice(run);
+                self.scan_limit();
+            }
+        }
+    }
+
+    /// A string too long to scan is masked whole (fail closed).
+    fn scan_limit(&mut self) {
+        if self.buf.len() > STRING_MAX {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+            self.mode = StringMode::Mask;
+        }
+    }
+
     fn string_byte(&mut self, b: u8, out: &mut impl BufMut, count: &mut u32) {
         let closing = !self.escape && b == b'"';
         self.escape = !self.escape && b == b'\\';
@@ -495,12 +525,10 @@ impl JsonMasker {
         }
         match self.mode {
             StringMode::Copy => out.put_u8(b),
-            StringMode::Mask => self.buf.push(b),
+            StringMode::Mask => self.hasher.update(&[b]),
             StringMode::Scan => {
                 self.buf.push(b);
-                if self.buf.len() > STRING_MAX {
-                    self.mode = StringMode::Mask;
-                }
+                self.scan_limit();
             }
         }
     }
@@ -516,7 +544,7 @@ impl JsonMasker {
         match self.mode {
             StringMode::Copy => {}
             StringMode::Mask => {
-                out.put_slice(masked(&self.buf).as_bytes());
+                out.put_slice(self.hasher.finish().as_bytes());
                 *count += 1;
             }
             StringMode::Scan => {
@@ -539,6 +567,7 @@ impl JsonMasker {
             scan_onto(spec, &self.buf, out, count);
         }
         self.buf.clear();
+        self.hasher = MaskHasher::default();
         self.mode = StringMode::Copy;
     }
 }
