@@ -4,8 +4,6 @@ use crate::apiserver::tls::{Issued, TestCa};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The PKI and token a collector and its clients share, written once per test into a dir.
@@ -64,7 +62,7 @@ pub struct CollectorProc {
     /// 127.0.0.1:PORT of the gRPC listener.
     pub addr: String,
     pub dead_letter: PathBuf,
-    pub log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+    pub log: crate::proc_log::Log,
 }
 
 impl Drop for CollectorProc {
@@ -102,43 +100,9 @@ impl CollectorProc {
             .kill_on_drop(true)
             .spawn()
             .context("starting the collector binary")?;
-        let stderr = child.stderr.take().context("collector stderr")?;
-        let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-        crate::gateway_proc::drain_into(
-            child.stdout.take().context("collector stdout")?,
-            log.clone(),
-        );
-        let mut lines = BufReader::new(stderr).lines();
-        let wait = async {
-            while let Some(line) = lines.next_line().await? {
-                log.lock().push(line.clone());
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["fields"]["message"] == "collector listening"
-                {
-                    return Ok::<_, anyhow::Error>(
-                        v["fields"]["listen"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_string(),
-                    );
-                }
-            }
-            anyhow::bail!("the collector exited before listening")
-        };
-        let addr = match tokio::time::timeout(Duration::from_secs(60), wait).await {
-            Ok(Ok(a)) => a,
-            Ok(Err(e)) => anyhow::bail!("{e}; log:\n{}", log.lock().join("\n")),
-            Err(_) => anyhow::bail!(
-                "the collector did not listen within 60s; log:\n{}",
-                log.lock().join("\n")
-            ),
-        };
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().push(line);
-            }
-        });
+        let (log, fields) =
+            crate::proc_log::wait_ready(&mut child, "collector", "collector listening", 60).await?;
+        let addr = crate::proc_log::field(&fields, "listen");
         Ok(Self {
             child,
             addr,

@@ -5,7 +5,6 @@ use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub struct GatewayProc {
@@ -18,7 +17,7 @@ pub struct GatewayProc {
     /// CA that signed the gateway's serving certificate.
     pub ca_pem: String,
     /// Lines the gateway logged (JSON), collected in the background.
-    pub log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+    pub log: crate::proc_log::Log,
 }
 
 impl Drop for GatewayProc {
@@ -78,43 +77,12 @@ impl GatewayProc {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         let mut child = cmd.spawn().context("starting the gateway binary")?;
-        let stderr = child.stderr.take().context("gateway stderr")?;
-        let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-        drain_into(child.stdout.take().context("gateway stdout")?, log.clone());
-        let mut lines = BufReader::new(stderr).lines();
-        let wait_listen = async {
-            while let Some(line) = lines.next_line().await? {
-                log.lock().push(line.clone());
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["fields"]["message"] == "gateway listening"
-                {
-                    let listen = v["fields"]["listen"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    let ops = v["fields"]["ops"].as_str().unwrap_or_default().to_string();
-                    return Ok::<_, anyhow::Error>((listen, ops));
-                }
-            }
-            anyhow::bail!("the gateway exited before listening")
-        };
-        let (listen, ops) = match tokio::time::timeout(Duration::from_secs(30), wait_listen).await {
-            Ok(Ok(addrs)) => addrs,
-            Ok(Err(e)) => {
-                let status = child.wait().await.ok();
-                anyhow::bail!("{e} (status {status:?}); log:\n{}", log.lock().join("\n"))
-            }
-            Err(_) => anyhow::bail!(
-                "the gateway did not listen within 30s; log:\n{}",
-                log.lock().join("\n")
-            ),
-        };
-        let collector = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                collector.lock().push(line);
-            }
-        });
+        let (log, fields) =
+            crate::proc_log::wait_ready(&mut child, "gateway", "gateway listening", 30).await?;
+        let (listen, ops) = (
+            crate::proc_log::field(&fields, "listen"),
+            crate::proc_log::field(&fields, "ops"),
+        );
         Ok(Self {
             child,
             url: format!("https://{listen}"),
@@ -167,17 +135,4 @@ impl GatewayProc {
             .to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
-}
-
-/// Collects `out`'s lines into `log` in the background (stdout next to the stderr log).
-pub(crate) fn drain_into(
-    out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    log: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(out).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            log.lock().push(line);
-        }
-    });
 }

@@ -11,4 +11,5 @@ pub mod fixture;
 pub mod gateway_proc;
 pub mod kubectl;
 pub mod oidc;
+pub mod proc_log;
 pub mod pty;
