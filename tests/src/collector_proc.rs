@@ -45,6 +45,32 @@ impl CollectorPki {
         })
     }
 
+    /// A gateway's flags to ship to the collector at `addr` (`127.0.0.1:PORT`) as client
+    /// `gateway-test`, with its client certificate and the ingest token; the files are written
+    /// into `dir`.
+    pub fn gateway_shipping(&self, dir: &Path, addr: &str) -> anyhow::Result<GatewayShipping> {
+        let client = self.client_ca.issue_client("gateway-test", &[])?;
+        let (cert, key, ca_file, token) = (
+            dir.join("gw-client.crt"),
+            dir.join("gw-client.key"),
+            dir.join("collector-ca.crt"),
+            dir.join("gw-ingest-token"),
+        );
+        std::fs::write(&cert, &client.cert_pem)?;
+        std::fs::write(&key, &client.key_pem)?;
+        std::fs::write(&ca_file, &self.server_ca.pem)?;
+        std::fs::write(&token, &self.token)?;
+        let args = vec![
+            format!("--collector-url=https://{addr}"),
+            format!("--collector-ca-file={}", ca_file.display()),
+            format!("--collector-client-cert={}", cert.display()),
+            format!("--collector-client-key={}", key.display()),
+            format!("--collector-token-file={}", token.display()),
+            "--collector-server-name=localhost".into(),
+        ];
+        Ok(GatewayShipping { ca_file, args })
+    }
+
     /// Flags for TLS, mTLS (client `gateway-test` allowed) and the token file.
     pub fn args(&self) -> Vec<String> {
         vec![
@@ -55,6 +81,14 @@ impl CollectorPki {
             format!("--ingest-token-file={}", self.token_file.display()),
         ]
     }
+}
+
+/// See [`CollectorPki::gateway_shipping`].
+pub struct GatewayShipping {
+    /// The CA that signed the collector's certificate (the CLI's `--collector-ca` too).
+    pub ca_file: PathBuf,
+    /// The gateway's `--collector-*` flags.
+    pub args: Vec<String>,
 }
 
 pub struct CollectorProc {

@@ -57,6 +57,21 @@ impl GatewayEnv {
     }
 
     /// kubectl through the gateway with `token`, its `HOME` in `<dir>/<name>`.
+    /// A collector's flags to serve readers in group `auditors` whose tokens this environment's
+    /// issuer signs (the same OIDC set-up as the gateway's callers).
+    pub fn collector_reader_args(&self) -> Vec<String> {
+        vec![
+            format!("--oidc-issuer-url={}", self.issuer.url),
+            format!("--oidc-audience={AUDIENCE}"),
+            format!(
+                "--oidc-ca-file={}",
+                self.dir.path().join("issuer-ca.pem").display()
+            ),
+            "--oidc-username-prefix=-".to_string(),
+            "--reader-groups=auditors".to_string(),
+        ]
+    }
+
     pub fn kubectl_as(&self, name: &str, token: &str) -> anyhow::Result<Kubectl> {
         kubectl_via(&self.gw, &self.dir, name, token)
     }

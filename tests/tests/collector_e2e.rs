@@ -41,16 +41,11 @@ async fn stack() -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let ch = TestClickHouse::start(dir.path()).await.unwrap();
     let pki = CollectorPki::write(dir.path()).unwrap();
-    let client = pki.client_ca.issue_client("gateway-test", &[]).unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let collector_ca = write("collector-ca.pem", &pki.server_ca.pem);
-    let client_cert = write("gateway-client.crt", &client.cert_pem);
-    let client_key = write("gateway-client.key", &client.key_pem);
     let port = free_port();
+    let shipping = pki
+        .gateway_shipping(dir.path(), &format!("127.0.0.1:{port}"))
+        .unwrap();
+    let collector_ca = shipping.ca_file.clone();
     let mut opts = ApiServerOptions::default();
     opts.logs.content.insert(
         format!("payments/{POD}"),
@@ -58,31 +53,15 @@ async fn stack() -> Stack {
     );
     let env = GatewayEnv::start(
         opts,
-        &[
-            "--journal-fsync=always".to_string(),
-            format!("--collector-url=https://127.0.0.1:{port}"),
-            format!("--collector-ca-file={}", collector_ca.display()),
-            format!("--collector-client-cert={}", client_cert.display()),
-            format!("--collector-client-key={}", client_key.display()),
-            "--collector-server-name=localhost".to_string(),
-        ],
+        &[vec!["--journal-fsync=always".to_string()], shipping.args].concat(),
     )
     .await
     .unwrap();
     // Readers are checked by the same OIDC issuer as live access.
     let mut args = ch.collector_args();
     args.extend(pki.args());
-    args.extend([
-        "--batch-period=100ms".to_string(),
-        format!("--oidc-issuer-url={}", env.issuer.url),
-        format!("--oidc-audience={AUDIENCE}"),
-        format!(
-            "--oidc-ca-file={}",
-            env.dir.path().join("issuer-ca.pem").display()
-        ),
-        "--oidc-username-prefix=-".to_string(),
-        "--reader-groups=auditors".to_string(),
-    ]);
+    args.push("--batch-period=100ms".to_string());
+    args.extend(env.collector_reader_args());
     let collector = CollectorProc::start(dir.path(), port, &args).await.unwrap();
     Stack {
         env,

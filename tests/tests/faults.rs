@@ -280,29 +280,6 @@ fn request_paths(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-/// The gateway's flags to ship to `col` as client `gateway-test`, files written into `dir`.
-fn shipping_args(dir: &Path, col: &CollectorProc, pki: &CollectorPki) -> Vec<String> {
-    let client = pki.client_ca.issue_client("gateway-test", &[]).unwrap();
-    let (cert, key, ca, tok) = (
-        dir.join("gw-client.crt"),
-        dir.join("gw-client.key"),
-        dir.join("collector-ca.crt"),
-        dir.join("gw-token"),
-    );
-    std::fs::write(&cert, &client.cert_pem).unwrap();
-    std::fs::write(&key, &client.key_pem).unwrap();
-    std::fs::write(&ca, &pki.server_ca.pem).unwrap();
-    std::fs::write(&tok, &pki.token).unwrap();
-    vec![
-        format!("--collector-url=https://{}", col.addr),
-        format!("--collector-ca-file={}", ca.display()),
-        format!("--collector-client-cert={}", cert.display()),
-        format!("--collector-client-key={}", key.display()),
-        format!("--collector-token-file={}", tok.display()),
-        "--collector-server-name=localhost".into(),
-    ]
-}
-
 /// Polls until ClickHouse holds every event in `env`'s journal, each once: (rows after FINAL,
 /// distinct ids). The journal is re-read each time: the gateway may still be appending.
 async fn wait_stored_once(ch: &TestClickHouse, col: &CollectorProc, env: &Env) {
@@ -337,7 +314,11 @@ async fn sigkill_during_a_burst_loses_no_acknowledged_request_and_ships_each_onc
     cargs.extend(pki.args());
     cargs.push("--batch-period=100ms".into());
     let col = CollectorProc::start(tmp.path(), 0, &cargs).await.unwrap();
-    let mut env = Env::start(None, &shipping_args(tmp.path(), &col, &pki)).await;
+    let mut env = Env::start(
+        None,
+        &pki.gateway_shipping(tmp.path(), &col.addr).unwrap().args,
+    )
+    .await;
 
     // 10k GETs over one HTTP/2 connection, 64 in flight; SIGKILL once 3k are answered.
     const TOTAL: usize = 10_000;
@@ -865,7 +846,11 @@ async fn slow_clickhouse_inserts_hold_the_journal_back_and_lose_nothing() {
     cargs.push("--batch-period=100ms".into());
     cargs.push("--queue-batches=2".into());
     let col = CollectorProc::start(tmp.path(), 0, &cargs).await.unwrap();
-    let env = Env::start(None, &shipping_args(tmp.path(), &col, &pki)).await;
+    let env = Env::start(
+        None,
+        &pki.gateway_shipping(tmp.path(), &col.addr).unwrap().args,
+    )
+    .await;
 
     // Every ClickHouse answer now takes 2 s: inserts crawl while requests keep coming.
     slow.delay_ms.store(2000, Ordering::Release);

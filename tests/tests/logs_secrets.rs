@@ -73,19 +73,7 @@ async fn no_secret_value_appears_in_any_trace_log_line() {
     let issuer = TestIssuer::start().await.unwrap();
     let issuer_ca = dir.path().join("issuer-ca.pem");
     std::fs::write(&issuer_ca, &issuer.ca_pem).unwrap();
-    let client = pki.client_ca.issue_client("gateway-test", &[]).unwrap();
-    let write = |name: &str, text: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let (cert, key, ca, tok) = (
-        write("gw-client.crt", &client.cert_pem),
-        write("gw-client.key", &client.key_pem),
-        write("collector-ca.crt", &pki.server_ca.pem),
-        write("gw-ingest-token", &pki.token),
-    );
-    let args = vec![
+    let mut args = vec![
         "--upstream-mode=kubeconfig".to_string(),
         format!("--kubeconfig={}", upstream.display()),
         format!("--oidc-issuer-url={}", issuer.url),
@@ -94,13 +82,8 @@ async fn no_secret_value_appears_in_any_trace_log_line() {
         "--oidc-username-prefix=-".to_string(),
         "--token-review".to_string(),
         "--journal-fsync=always".to_string(),
-        format!("--collector-url=https://{}", col.addr),
-        format!("--collector-ca-file={}", ca.display()),
-        format!("--collector-client-cert={}", cert.display()),
-        format!("--collector-client-key={}", key.display()),
-        format!("--collector-token-file={}", tok.display()),
-        "--collector-server-name=localhost".to_string(),
     ];
+    args.extend(pki.gateway_shipping(dir.path(), &col.addr).unwrap().args);
     let gw = GatewayProc::start_logging(dir.path(), &dir.path().join("journal"), &args, "trace")
         .await
         .unwrap();

@@ -64,43 +64,33 @@ async fn edited_reordered_and_deleted_rows_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let ch = TestClickHouse::start(dir.path()).await.unwrap();
     let pki = CollectorPki::write(dir.path()).unwrap();
-    let client = pki.client_ca.issue_client("gateway-test", &[]).unwrap();
-    let collector_ca = write(dir.path(), "collector-ca.pem", &pki.server_ca.pem);
-    let client_cert = write(dir.path(), "gateway-client.crt", &client.cert_pem);
-    let client_key = write(dir.path(), "gateway-client.key", &client.key_pem);
     let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
     let signing = write(dir.path(), "signing.pem", &kp.serialize_pem());
     let public = write(dir.path(), "signing.pub.pem", &kp.public_key_pem());
     let port = free_port();
+    let shipping = pki
+        .gateway_shipping(dir.path(), &format!("127.0.0.1:{port}"))
+        .unwrap();
+    let collector_ca = shipping.ca_file.clone();
     let env = GatewayEnv::start(
         ApiServerOptions::default(),
         &[
-            "--journal-fsync=always".to_string(),
-            format!("--collector-url=https://127.0.0.1:{port}"),
-            format!("--collector-ca-file={}", collector_ca.display()),
-            format!("--collector-client-cert={}", client_cert.display()),
-            format!("--collector-client-key={}", client_key.display()),
-            "--collector-server-name=localhost".to_string(),
-            format!("--signing-key={}", signing.display()),
-            "--digest-interval=200ms".to_string(),
-            "--session-idle-gap=5s".to_string(),
-        ],
+            vec![
+                "--journal-fsync=always".to_string(),
+                format!("--signing-key={}", signing.display()),
+                "--digest-interval=200ms".to_string(),
+                "--session-idle-gap=5s".to_string(),
+            ],
+            shipping.args,
+        ]
+        .concat(),
     )
     .await
     .unwrap();
     let mut args = ch.collector_args();
     args.extend(pki.args());
-    args.extend([
-        "--batch-period=100ms".to_string(),
-        format!("--oidc-issuer-url={}", env.issuer.url),
-        format!("--oidc-audience={AUDIENCE}"),
-        format!(
-            "--oidc-ca-file={}",
-            env.dir.path().join("issuer-ca.pem").display()
-        ),
-        "--oidc-username-prefix=-".to_string(),
-        "--reader-groups=auditors".to_string(),
-    ]);
+    args.push("--batch-period=100ms".to_string());
+    args.extend(env.collector_reader_args());
     let collector = CollectorProc::start(dir.path(), port, &args).await.unwrap();
 
     for cmd in [

@@ -273,15 +273,8 @@ async fn demo(
     }
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY)?;
-    let client = pki.client_ca.issue_client("gateway-test", &[])?;
-    let (cert, key, col_ca) = (
-        dir.join("gw-client.crt"),
-        dir.join("gw-client.key"),
-        dir.join("collector-ca.crt"),
-    );
-    std::fs::write(&cert, &client.cert_pem)?;
-    std::fs::write(&key, &client.key_pem)?;
-    std::fs::write(&col_ca, &pki.server_ca.pem)?;
+    let shipping = pki.gateway_shipping(dir, &col.addr)?;
+    let col_ca = shipping.ca_file.clone();
     let journal = dir.join("journal");
     let gw = GatewayProc::start(
         dir,
@@ -294,12 +287,8 @@ async fn demo(
                 format!("--oidc-ca-file={}", issuer_ca.display()),
                 "--oidc-username-prefix=-".into(),
                 format!("--policy-file={}", policy.display()),
-                format!("--collector-url=https://{}", col.addr),
-                format!("--collector-ca-file={}", col_ca.display()),
-                format!("--collector-client-cert={}", cert.display()),
-                format!("--collector-client-key={}", key.display()),
-                "--collector-server-name=localhost".into(),
             ],
+            shipping.args,
         ]
         .concat(),
     )

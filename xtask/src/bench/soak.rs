@@ -105,7 +105,7 @@ async fn run() -> anyhow::Result<()> {
     let mut cargs = ch.collector_args();
     cargs.extend(pki.args());
     let col = CollectorProc::start(dir.path(), 0, &cargs).await?;
-    let e = GatewayEnv::start(opts, &shipping_args(dir.path(), &col, &pki)?).await?;
+    let e = GatewayEnv::start(opts, &pki.gateway_shipping(dir.path(), &col.addr)?.args).await?;
     let pid = e.gw.pid().context("the gateway has no pid")?;
     let pids = Pids {
         gateway: pid,
@@ -404,33 +404,6 @@ async fn run() -> anyhow::Result<()> {
     }
     anyhow::ensure!(failed.is_empty(), "soak failed: {}", failed.join(", "));
     Ok(())
-}
-
-/// The gateway's flags to ship to `col` as client `gateway-test`, files written into `dir`.
-fn shipping_args(
-    dir: &std::path::Path,
-    col: &CollectorProc,
-    pki: &CollectorPki,
-) -> anyhow::Result<Vec<String>> {
-    let client = pki.client_ca.issue_client("gateway-test", &[])?;
-    let (cert, key, ca, tok) = (
-        dir.join("gw-client.crt"),
-        dir.join("gw-client.key"),
-        dir.join("collector-ca.crt"),
-        dir.join("gw-token"),
-    );
-    std::fs::write(&cert, &client.cert_pem)?;
-    std::fs::write(&key, &client.key_pem)?;
-    std::fs::write(&ca, &pki.server_ca.pem)?;
-    std::fs::write(&tok, &pki.token)?;
-    Ok(vec![
-        format!("--collector-url=https://{}", col.addr),
-        format!("--collector-ca-file={}", ca.display()),
-        format!("--collector-client-cert={}", cert.display()),
-        format!("--collector-client-key={}", key.display()),
-        format!("--collector-token-file={}", tok.display()),
-        "--collector-server-name=localhost".into(),
-    ])
 }
 
 /// What ClickHouse holds once the shipper has caught up.
