@@ -11,5 +11,6 @@ pub mod fixture;
 pub mod gateway_proc;
 pub mod kubectl;
 pub mod oidc;
+pub mod port_forward;
 pub mod proc_log;
 pub mod pty;

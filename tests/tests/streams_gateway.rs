@@ -7,6 +7,7 @@ use gatehouse_proto::v1::{Event, StreamChannel, StreamDirection, event::Payload}
 use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::fixture::GatewayEnv;
 use gatehouse_tests::kubectl::Kubectl;
+use gatehouse_tests::port_forward;
 use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
@@ -340,63 +341,26 @@ async fn large_stdout_crosses_whole_and_is_recorded_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn port_forward_relays_a_real_tcp_echo_on_spdy_and_the_websocket_tunnel() {
     let e = env().await;
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
+    let echo_port = port_forward::echo_server().await.unwrap();
     for (name, env) in [("spdy-over-websocket", WEBSOCKET), ("spdy", SPDY)] {
-        let local = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let local = port_forward::free_port().unwrap();
         let mapping = format!("{local}:{echo_port}");
-        let mut child = e
-            .command(
-                env,
-                &[
-                    "port-forward",
-                    "pod/checkout-7b9",
-                    "-n",
-                    "payments",
-                    "--address=127.0.0.1",
-                    &mapping,
-                ],
-            )
-            .spawn()
-            .unwrap();
-        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
-        )
+        let mut child = port_forward::start(e.command(
+            env,
+            &[
+                "port-forward",
+                "pod/checkout-7b9",
+                "-n",
+                "payments",
+                "--address=127.0.0.1",
+                &mapping,
+            ],
+        ))
         .await
-        .unwrap()
         .unwrap();
-        assert!(line.contains("Forwarding from"), "{name}: {line}");
         let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
-            .await
-            .unwrap();
-        let (mut r, mut w) = conn.split();
-        let send = async {
-            w.write_all(&payload).await.unwrap();
-        };
-        let mut got = vec![0u8; payload.len()];
-        let recv = async {
-            r.read_exact(&mut got).await.unwrap();
-        };
-        tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(send, recv) })
-            .await
-            .unwrap();
+        let got = port_forward::echo(local, &payload).await.unwrap();
         assert_eq!(got, payload, "{name}");
-        drop(conn);
         tokio::time::sleep(Duration::from_millis(300)).await;
         child.kill().await.unwrap();
         // The gateway records the connection once the stream ends.

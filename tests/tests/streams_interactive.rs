@@ -11,6 +11,7 @@ use gatehouse_proto::v1::{StreamChannel, StreamEnded, StreamOpened, event::Paylo
 use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::fixture::{AUDIENCE, GatewayEnv};
 use gatehouse_tests::kubectl::{Kubectl, kubectl_v129_path};
+use gatehouse_tests::port_forward;
 use gatehouse_tests::pty::Pty;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -675,23 +676,10 @@ async fn kubectl_v1_29_exec_and_port_forward_go_over_spdy() {
     assert_eq!(r.bytes(StreamChannel::Stdin), b"piped through v1.29\n");
 
     // Port-forward to a real TCP echo.
-    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let echo_port = echo.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    let local = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let echo_port = port_forward::echo_server().await.unwrap();
+    let local = port_forward::free_port().unwrap();
     let mapping = format!("{local}:{echo_port}");
-    let mut child = command(
+    let mut child = port_forward::start(command(
         &e.agent,
         &c,
         &[
@@ -702,34 +690,12 @@ async fn kubectl_v1_29_exec_and_port_forward_go_over_spdy() {
             "--address=127.0.0.1",
             &mapping,
         ],
-    )
-    .spawn()
-    .unwrap();
-    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::io::AsyncBufReadExt::read_line(&mut out, &mut line),
-    )
+    ))
     .await
-    .unwrap()
     .unwrap();
-    assert!(line.contains("Forwarding from"), "{line}");
     let payload: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
-        .await
-        .unwrap();
-    let (mut r, mut w) = conn.split();
-    let mut got = vec![0u8; payload.len()];
-    tokio::time::timeout(Duration::from_secs(30), async {
-        tokio::join!(async { w.write_all(&payload).await.unwrap() }, async {
-            r.read_exact(&mut got).await.unwrap()
-        })
-    })
-    .await
-    .unwrap();
+    let got = port_forward::echo(local, &payload).await.unwrap();
     assert_eq!(got, payload);
-    drop(conn);
     tokio::time::sleep(Duration::from_millis(300)).await;
     child.kill().await.unwrap();
     let r = recorded(&e, 0, |o| o.kind == "portforward").await;
