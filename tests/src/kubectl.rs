@@ -187,6 +187,30 @@ impl Kubectl {
         self.run_with_stdin(args, None).await
     }
 
+    /// Runs `args` every half second until kubectl fails (a grant expiring), and checks that its
+    /// error says `message`; an error when it still succeeds after `within`.
+    pub async fn until_refused(
+        &self,
+        args: &[&str],
+        message: &str,
+        within: std::time::Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let out = self.run(args).await?;
+            if !out.success() {
+                anyhow::ensure!(out.stderr.contains(message), "{out}");
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "kubectl {} still succeeds after {within:?}",
+                args.join(" ")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
     /// Runs kubectl with `stdin` fed to it (for `apply -f -`).
     pub async fn run_with_stdin(
         &self,

@@ -11,6 +11,7 @@ pub mod fixture;
 pub mod gateway_proc;
 pub mod kubectl;
 pub mod oidc;
+pub mod on_disk;
 pub mod port_forward;
 pub mod proc_log;
 pub mod pty;

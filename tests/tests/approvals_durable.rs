@@ -168,19 +168,10 @@ async fn a_grant_survives_a_gateway_restart_then_expires() {
     );
 
     // It still expires by itself, and the expiry is recorded by the new process.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        let out = e.agent.run(&label).await.unwrap();
-        if !out.success() {
-            assert!(out.stderr.contains("AI agents are read-only"), "{out}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the grant never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    e.agent
+        .until_refused(&label, "AI agents are read-only", Duration::from_secs(40))
+        .await
+        .unwrap();
     assert!(granted_at.elapsed() >= Duration::from_secs(24));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !expired_recorded(&e.events().unwrap()) {

@@ -5,6 +5,7 @@
 use gatehouse_proto::v1::{Event, event::Payload};
 use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::fixture::GatewayEnv;
+use gatehouse_tests::on_disk;
 use std::path::PathBuf;
 use std::time::Duration;
 use tempfile::TempDir;
@@ -265,21 +266,6 @@ async fn a_bad_policy_file_stops_the_gateway_at_start_with_line_and_column() {
     );
 }
 
-/// Every byte the journal holds on disk.
-fn journal_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        all.extend(std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    all
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_values_reach_the_caller_but_never_the_journal() {
     use base64::Engine as _;
@@ -351,11 +337,14 @@ async fn secret_values_reach_the_caller_but_never_the_journal() {
     );
 
     // The journal holds none of them, in any form, and says how many it masked.
-    let disk = journal_bytes(&e.gw.journal_dir);
+    let disk = on_disk::journal_bytes(&e.gw.journal_dir).unwrap();
     for secret in ["s3cr3t-p4ss", "AKIAIOSFODNN7EXAMPLE"] {
-        assert!(!contains(&disk, secret), "{secret} is in the journal");
         assert!(
-            !contains(&disk, &b64(secret)),
+            !on_disk::contains(&disk, secret),
+            "{secret} is in the journal"
+        );
+        assert!(
+            !on_disk::contains(&disk, &b64(secret)),
             "{secret} (base64) is in the journal"
         );
     }

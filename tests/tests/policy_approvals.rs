@@ -6,6 +6,7 @@
 use gatehouse_proto::v1::{Event, event::Payload};
 use gatehouse_tests::apiserver::ApiServerOptions;
 use gatehouse_tests::fixture::{AUDIENCE, GatewayEnv};
+use gatehouse_tests::on_disk;
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -22,20 +23,6 @@ async fn start(policy: &str, opts: ApiServerOptions) -> (GatewayEnv, TempDir) {
         format!("--policy-file={}", path.display()),
     ];
     (GatewayEnv::start(opts, &args).await.unwrap(), dir)
-}
-
-fn journal_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        all.extend(std::fs::read(entry.unwrap().path()).unwrap());
-    }
-    all
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 /// `gatehouse <args>` as `user` (groups `groups`) against the gateway's reviewer API.
@@ -172,9 +159,15 @@ rules:
     assert!(out.stdout.contains("db-credentials"), "{out}");
 
     // The journal holds the key nowhere, and each response says how many values it masked.
-    let disk = journal_bytes(&e.gw.journal_dir);
-    assert!(!contains(&disk, AWS), "the AWS key is in the journal");
-    assert!(!contains(&disk, &b64), "the secret is in the journal");
+    let disk = on_disk::journal_bytes(&e.gw.journal_dir).unwrap();
+    assert!(
+        !on_disk::contains(&disk, AWS),
+        "the AWS key is in the journal"
+    );
+    assert!(
+        !on_disk::contains(&disk, &b64),
+        "the secret is in the journal"
+    );
     let events = e.events().unwrap();
     let log_paths: std::collections::HashMap<String, String> = events
         .iter()
@@ -486,19 +479,10 @@ rules:
     e.agent.run(&label).await.unwrap().ok().unwrap();
 
     // It expires by itself.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = e.agent.run(&label).await.unwrap();
-        if !out.success() {
-            assert!(out.stderr.contains("AI agents are read-only"), "{out}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the grant never expired"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    e.agent
+        .until_refused(&label, "AI agents are read-only", Duration::from_secs(20))
+        .await
+        .unwrap();
     let events = e.events().unwrap();
     let grants = requests_under(&events, "/gatehouse/v1/grants");
     assert!(
