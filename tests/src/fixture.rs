@@ -56,7 +56,6 @@ impl GatewayEnv {
         })
     }
 
-    /// kubectl through the gateway with `token`, its `HOME` in `<dir>/<name>`.
     /// A collector's flags to serve readers in group `auditors` whose tokens this environment's
     /// issuer signs (the same OIDC set-up as the gateway's callers).
     pub fn collector_reader_args(&self) -> Vec<String> {
@@ -72,6 +71,7 @@ impl GatewayEnv {
         ]
     }
 
+    /// kubectl through the gateway with `token`, its `HOME` in `<dir>/<name>`.
     pub fn kubectl_as(&self, name: &str, token: &str) -> anyhow::Result<Kubectl> {
         kubectl_via(&self.gw, &self.dir, name, token)
     }

@@ -11,6 +11,18 @@ pub fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// kubectl's arguments to forward `127.0.0.1:<mapping>` to `pod` in `namespace`.
+pub fn args<'a>(pod: &'a str, namespace: &'a str, mapping: &'a str) -> [&'a str; 6] {
+    [
+        "port-forward",
+        pod,
+        "-n",
+        namespace,
+        "--address=127.0.0.1",
+        mapping,
+    ]
+}
+
 /// Spawns `cmd` (a `kubectl port-forward …` with piped stdout) and waits up to 30 s for its
 /// "Forwarding from" line.
 pub async fn start(mut cmd: Command) -> anyhow::Result<Child> {

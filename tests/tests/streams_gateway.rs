@@ -347,14 +347,7 @@ async fn port_forward_relays_a_real_tcp_echo_on_spdy_and_the_websocket_tunnel() 
         let mapping = format!("{local}:{echo_port}");
         let mut child = port_forward::start(e.command(
             env,
-            &[
-                "port-forward",
-                "pod/checkout-7b9",
-                "-n",
-                "payments",
-                "--address=127.0.0.1",
-                &mapping,
-            ],
+            &port_forward::args("pod/checkout-7b9", "payments", &mapping),
         ))
         .await
         .unwrap();

@@ -682,14 +682,7 @@ async fn kubectl_v1_29_exec_and_port_forward_go_over_spdy() {
     let mut child = port_forward::start(command(
         &e.agent,
         &c,
-        &[
-            "port-forward",
-            "pod/checkout-7b9",
-            "-n",
-            "payments",
-            "--address=127.0.0.1",
-            &mapping,
-        ],
+        &port_forward::args("pod/checkout-7b9", "payments", &mapping),
     ))
     .await
     .unwrap();

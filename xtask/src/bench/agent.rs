@@ -221,16 +221,12 @@ fn run(bin: &Path, cg: &Path, off: &Path) -> anyhow::Result<()> {
         }
         lat.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
-    let p = |lat: &mut Vec<f64>, q: f64| {
-        lat.sort_by(f64::total_cmp);
-        lat[((lat.len() as f64 - 1.0) * q).round() as usize]
-    };
     println!(
         "connect -> alert row in ClickHouse via the collector (window 1s): p50 {:.0} ms, p99 {:.0} ms over {LATENCY_SAMPLES} (target <= 2000 ms p99); in the agent's journal: p50 {:.0} ms, p99 {:.0} ms",
-        p(&mut lat, 0.5),
-        p(&mut lat, 0.99),
-        p(&mut journal, 0.5),
-        p(&mut journal, 0.99)
+        quantile(&mut lat, 0.5),
+        quantile(&mut lat, 0.99),
+        quantile(&mut journal, 0.5),
+        quantile(&mut journal, 0.99)
     );
     agent.stop();
     drop(col);
