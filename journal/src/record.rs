@@ -5,12 +5,20 @@ pub const HEADER_LEN: usize = 8;
 /// The largest payload a record may carry; larger lengths in a header mean a torn or corrupt frame.
 pub const MAX_RECORD_LEN: usize = 64 << 20;
 
-/// Encodes one framed record.
-pub(crate) fn encode(payload: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+/// The frame header of `payload`; the writer sends it and the payload in one vectored write,
+/// so the payload is never copied into a frame buffer.
+pub(crate) fn header(payload: &[u8]) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
     // The caller checked the length against MAX_RECORD_LEN, which fits in u32.
-    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    h[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    h
+}
+
+/// Encodes one framed record.
+#[cfg(test)]
+pub(crate) fn encode(payload: &[u8]) -> Vec<u8> {
+    let mut buf = header(payload).to_vec();
     buf.extend_from_slice(payload);
     buf
 }

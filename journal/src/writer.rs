@@ -1,4 +1,4 @@
-//! The journal writer. Appends are one `write` of a whole frame into the active segment (so a
+//! The journal writer. Appends are one `writev` of a whole frame into the active segment (so a
 //! killed process loses nothing it acknowledged); fsync follows the configured policy, with
 //! group commit so concurrent `Always` appenders share one `fdatasync`.
 use crate::error::{JournalError, io};
@@ -234,7 +234,8 @@ impl Journal {
                 max: MAX_RECORD_LEN,
             });
         }
-        let frame = record::encode(payload);
+        let header = record::header(payload);
+        let frame_len = (header.len() + payload.len()) as u64;
         let appended = {
             let mut active = self.active.lock();
             if self.is_poisoned() {
@@ -242,17 +243,17 @@ impl Journal {
             }
             let offset = active.base + active.len;
             let unacked = offset.saturating_sub(self.acked_offset());
-            if unacked + frame.len() as u64 > self.opts.max_unacked_bytes {
+            if unacked + frame_len > self.opts.max_unacked_bytes {
                 self.full.store(true, Ordering::Release);
                 return Err(JournalError::Full {
                     unacked,
                     bound: self.opts.max_unacked_bytes,
                 });
             }
-            if active.len > 0 && active.len + frame.len() as u64 > self.opts.max_segment_bytes {
+            if active.len > 0 && active.len + frame_len > self.opts.max_segment_bytes {
                 self.rotate(&mut active, offset)?;
             }
-            if let Err(e) = active.file.write_all(&frame) {
+            if let Err(e) = write_frame(&mut active.file, &header, payload) {
                 if e.kind() == std::io::ErrorKind::StorageFull {
                     self.disk_full.store(true, Ordering::Release);
                 }
@@ -266,10 +267,10 @@ impl Journal {
                 }
                 return Err(io(&active.path)(e));
             }
-            active.len += frame.len() as u64;
+            active.len += frame_len;
             self.full.store(false, Ordering::Release);
             self.disk_full.store(false, Ordering::Release);
-            let end = offset + frame.len() as u64;
+            let end = offset + frame_len;
             self.end.store(end, Ordering::Release);
             Appended { offset, end }
         };
@@ -371,6 +372,25 @@ fn spawn_syncer(journal: Weak<Journal>, every: Duration) {
     if let Err(e) = spawned {
         tracing::error!(error = %e, "could not start the journal fsync thread");
     }
+}
+
+/// Writes a record's header and payload with as few `writev` calls as the kernel allows (one,
+/// for a regular file), resuming after a short write like `write_all`.
+fn write_frame(file: &mut File, header: &[u8], payload: &[u8]) -> std::io::Result<()> {
+    let mut parts = [
+        std::io::IoSlice::new(header),
+        std::io::IoSlice::new(payload),
+    ];
+    let mut parts = &mut parts[..];
+    while !parts.is_empty() {
+        match file.write_vectored(parts) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut parts, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn create_segment(path: &Path) -> Result<File, JournalError> {
