@@ -106,8 +106,25 @@ impl TestClickHouse {
             self.url.trim_end_matches('/'),
             self.database
         );
-        let out = post(&url, sql).await?;
-        Ok(out)
+        let out = post(&url, bytes::Bytes::from(sql.to_string())).await?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Runs `sql` in `database` with `data` as its body (the rows of an `INSERT … FORMAT X`)
+    /// and returns the raw output (e.g. `SELECT … FORMAT RowBinary`).
+    pub async fn query_bytes(
+        &self,
+        database: &str,
+        sql: &str,
+        data: bytes::Bytes,
+    ) -> anyhow::Result<bytes::Bytes> {
+        let url = format!(
+            "{}/?database={}&query={}",
+            self.url.trim_end_matches('/'),
+            url_encode(database),
+            url_encode(sql)
+        );
+        post(&url, data).await
     }
 }
 
@@ -171,8 +188,20 @@ async fn spawn_fixture(data_dir: &Path, port: u16) -> anyhow::Result<(Child, u16
     Ok((child, port))
 }
 
+/// `s` percent-encoded for a URL query parameter.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A minimal HTTP/1.1 POST over a fresh connection, for assertions from tests.
-async fn post(url: &str, body: &str) -> anyhow::Result<String> {
+async fn post(url: &str, body: bytes::Bytes) -> anyhow::Result<bytes::Bytes> {
     use http_body_util::{BodyExt, Full};
     let uri: http::Uri = url.parse()?;
     let host = uri.host().context("no host")?.to_string();
@@ -183,10 +212,26 @@ async fn post(url: &str, body: &str) -> anyhow::Result<String> {
     tokio::spawn(conn);
     let req = http::Request::post(uri.clone())
         .header("host", format!("{host}:{port}"))
-        .body(Full::new(bytes::Bytes::from(body.to_string())))?;
+        .body(Full::new(body))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status();
-    let text = String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
-    anyhow::ensure!(status.is_success(), "ClickHouse answered {status}: {text}");
-    Ok(text)
+    let out = resp.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(
+        status.is_success(),
+        "ClickHouse answered {status}: {}",
+        String::from_utf8_lossy(&out)
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn url_encode_keeps_unreserved_bytes_and_escapes_the_rest() {
+        assert_eq!(
+            super::url_encode("SELECT a-b_c.d~e FROM t WHERE x % 2 = 1&y"),
+            "SELECT%20a-b_c.d~e%20FROM%20t%20WHERE%20x%20%25%202%20%3D%201%26y"
+        );
+        assert_eq!(super::url_encode("é"), "%C3%A9");
+    }
 }

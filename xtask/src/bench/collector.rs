@@ -3,6 +3,7 @@
 //! shipper → gRPC Ingest → ClickHouse events/s, request-to-queryable lag, listing one identity's
 //! sessions among 10M stored events, and how soon the replay of a 1-hour session starts.
 use anyhow::{Context as _, ensure};
+use bytes::Bytes;
 use gatehouse_journal::{FsyncPolicy, Journal, JournalOptions};
 use gatehouse_proto::v1::event::Payload;
 use gatehouse_proto::v1::query_client::QueryClient;
@@ -233,6 +234,20 @@ async fn run() -> anyhow::Result<()> {
         "ingest: {inserts:.0} INSERTs of {:.0} rows on average",
         events as f64 / inserts.max(1.0)
     );
+    let end_to_end = events as f64 / elapsed.as_secs_f64();
+    let same = (inserts as usize).max(1);
+    let large = (events as usize).div_ceil(ENGINE_LARGE_INSERT).max(1);
+    for chunks in [same, large] {
+        let alone = engine_alone(&ch, events, chunks).await?;
+        println!(
+            "engine alone: the same rows as {chunks} RowBinary INSERTs of {:.0} rows, 2 at a time, straight into a fresh copy of the schema (no gRPC, collector or shipper): {:.2} s = {:.0} rows/s, fixture CPU {:.2} s; end-to-end ingest was {:.2}× this",
+            events as f64 / chunks as f64,
+            alone.elapsed.as_secs_f64(),
+            alone.rows_per_sec,
+            alone.fixture_cpu,
+            end_to_end / alone.rows_per_sec
+        );
+    }
 
     // 2. Request-to-queryable lag: one event appended to the journal, polled for in ClickHouse.
     if parts.lag {
@@ -542,6 +557,112 @@ async fn discard_ingest(
         cpu.fixture
     );
     Ok(())
+}
+
+/// Rows per INSERT in the engine-alone run with large inserts (the collector's `--batch-max-rows`).
+const ENGINE_LARGE_INSERT: usize = 50_000;
+
+/// How fast the ClickHouse engine takes the ingested rows by itself.
+struct EngineAlone {
+    elapsed: Duration,
+    rows_per_sec: f64,
+    fixture_cpu: f64,
+}
+
+/// The ceiling for end-to-end ingest on this machine: the `rows` ingest stored, read back as
+/// RowBinary in `chunks` consecutive parts and inserted into a fresh database migrated by the collector
+/// binary, two INSERTs at a time like the collector's insert slots, with nothing else running.
+async fn engine_alone(
+    ch: &TestClickHouse,
+    rows: u64,
+    chunks: usize,
+) -> anyhow::Result<EngineAlone> {
+    const COLUMNS: &str = "event_id, session_id, seq, time, kind, producer, instance, actor, groups, \
+        auth_method, source_ip, user_agent, command_id, verb, api_group, resource, subresource, \
+        namespace, name, command, status_code, failed, payload";
+    let database = format!("{}_engine_alone_{chunks}", ch.database);
+    let mut args = ch.collector_args();
+    args.retain(|a| !a.starts_with("--clickhouse-database="));
+    let status = tokio::process::Command::new(gatehouse_tests::binaries::path("collector")?)
+        .arg("migrate")
+        .arg(format!("--clickhouse-database={database}"))
+        .args(&args)
+        .env("LOG", "warn")
+        .status()
+        .await?;
+    ensure!(status.success(), "collector migrate {database}: {status}");
+    // Merges of the parts ingest wrote would otherwise run during the timed inserts.
+    for table in ["events", "sessions", "events_hourly"] {
+        ch.query_text(&format!("OPTIMIZE TABLE {table} FINAL"))
+            .await?;
+    }
+    let settled = Instant::now();
+    while ch
+        .query_text("SELECT count() FROM system.merges")
+        .await?
+        .trim()
+        != "0"
+    {
+        ensure!(
+            settled.elapsed() < Duration::from_secs(120),
+            "ClickHouse merges did not finish within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut parts = Vec::with_capacity(chunks);
+    // In journal order (event ids are UUIDv7s made in order), as the shipper sent them: how rows
+    // are spread over sessions and time decides the materialized views' and merges' work.
+    let per = (rows as usize).div_ceil(chunks);
+    for i in 0..chunks {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events ORDER BY toString(event_id) LIMIT {per} OFFSET {} FORMAT RowBinary",
+            i * per
+        );
+        parts.push(ch.query_bytes(&ch.database, &sql, Bytes::new()).await?);
+    }
+    let insert = format!("INSERT INTO events ({COLUMNS}) FORMAT RowBinary");
+    let slot = |mine: Vec<Bytes>| {
+        let (insert, database) = (&insert, &database);
+        async move {
+            for part in mine {
+                ch.query_bytes(database, insert, part).await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    let (even, odd): (Vec<_>, Vec<_>) =
+        parts.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let strip = |v: Vec<(usize, Bytes)>| v.into_iter().map(|(_, b)| b).collect::<Vec<_>>();
+    let cpu_before = CpuTimes::now();
+    let started = Instant::now();
+    let (a, b) = tokio::join!(slot(strip(even)), slot(strip(odd)));
+    let elapsed = started.elapsed();
+    let cpu = CpuTimes::now().since(&cpu_before);
+    a?;
+    b?;
+    let stored: u64 = ch
+        .query_bytes(
+            &database,
+            "SELECT count() FROM events FORMAT TabSeparated",
+            Bytes::new(),
+        )
+        .await
+        .map(|out| String::from_utf8_lossy(&out).trim().parse())??;
+    ensure!(
+        stored == rows,
+        "engine alone: {stored} rows stored for {rows}"
+    );
+    ch.query_bytes(
+        &database,
+        &format!("DROP DATABASE {database}"),
+        Bytes::new(),
+    )
+    .await?;
+    Ok(EngineAlone {
+        elapsed,
+        rows_per_sec: rows as f64 / elapsed.as_secs_f64(),
+        fixture_cpu: cpu.fixture,
+    })
 }
 
 /// The measurements `GATEHOUSE_BENCH_COLLECTOR_PARTS` (comma-separated `ingest`, `lag`,
