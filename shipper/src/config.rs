@@ -23,8 +23,7 @@ pub struct ShipperConfig {
     pub max_batch_records: usize,
     /// Most event bytes per batch.
     pub max_batch_bytes: usize,
-    /// Batches sent but not yet acknowledged. Together they are what the collector can gather
-    /// into one INSERT, and ClickHouse does markedly less work per row in larger inserts.
+    /// Batches sent but not yet acknowledged.
     pub window: usize,
     /// How often the journal's tail is polled when there is nothing new.
     pub poll_interval: Duration,
@@ -42,7 +41,7 @@ impl ShipperConfig {
             token: None,
             max_batch_records: 5_000,
             max_batch_bytes: 4 << 20,
-            window: 16,
+            window: 8,
             poll_interval: Duration::from_millis(50),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),

@@ -23,9 +23,6 @@ pub struct Shipper {
     metrics: ShipperMetrics,
 }
 
-/// Most read batches waiting for the gRPC stream to encode them.
-const ENCODE_QUEUE: usize = 4;
-
 struct InFlight {
     seq: u64,
     records: u64,
@@ -128,9 +125,7 @@ impl Shipper {
             .await
             .map_err(ShipperError::Connect)?;
         let mut client = IngestClient::new(channel).max_decoding_message_size(16 << 20);
-        // The window is what the collector holds unacknowledged; only a few batches wait here
-        // to be encoded, so a wide window costs this process no memory.
-        let (tx, rx) = mpsc::channel::<ShipBatch>(self.cfg.window.min(ENCODE_QUEUE));
+        let (tx, rx) = mpsc::channel::<ShipBatch>(self.cfg.window);
         let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
         if let Some(t) = &self.cfg.token
             && let Ok(v) = format!("Bearer {t}").parse()

@@ -15,3 +15,4 @@ pub mod on_disk;
 pub mod port_forward;
 pub mod proc_log;
 pub mod pty;
+pub mod tls_relay;

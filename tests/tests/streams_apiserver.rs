@@ -126,3 +126,35 @@ async fn exec_exit_codes_and_stdin_on_both_protocols() {
             .any(|r| r.header("upgrade") == Some("SPDY/3.1"))
     );
 }
+
+/// The bare TLS relay the stream benchmarks compare the gateway with carries kubectl's exec on
+/// both protocols and its ordinary requests (ALPN passed through), byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_tls_relay_carries_exec_and_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestApiServer::start(opts()).await.unwrap();
+    let relay = gatehouse_tests::tls_relay::TlsRelay::start(api.addr(), api.ca_pem()).unwrap();
+    let k = Kubectl::new(dir.path(), &relay.kubeconfig(ADMIN_TOKEN)).unwrap();
+    for (name, env) in [("websocket", WEBSOCKET), ("spdy", SPDY)] {
+        let (code, out, err) = run(
+            &k,
+            env,
+            &["exec", "-i", "shell", "--", "sh", "-c", "cat; exit 3"],
+            Some(b"through the relay\n"),
+        )
+        .await;
+        assert_eq!(code, Some(3), "{name}: {err}");
+        assert_eq!(out, b"through the relay\n", "{name}: {err}");
+    }
+    let (code, out, err) = run(&k, WEBSOCKET, &["get", "pod", "shell", "-o", "name"], None).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, b"pod/shell\n");
+    // Everything reached the server; nothing was answered by the relay itself.
+    assert!(
+        api.requests()
+            .iter()
+            .any(|r| r.path == "/api/v1/namespaces/default/pods/shell"),
+        "{:?}",
+        api.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}

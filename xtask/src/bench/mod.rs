@@ -126,6 +126,8 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         .map(str::to_string)
         .collect();
     println!("gateway flags: {}", args[2..].join(" "));
+    // What terminating and re-encrypting TLS alone costs, next to the gateway.
+    let relay = gatehouse_tests::tls_relay::TlsRelay::start(api.addr(), api.ca_pem())?;
     let path = "/api/v1/namespaces/bench/configmaps/one-kib";
 
     let mut results = Vec::new();
@@ -137,6 +139,7 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         let targets = compare::Targets {
             direct_url: format!("{}{path}", api.url()),
             direct_token: ADMIN_TOKEN.to_string(),
+            relay_url: format!("{}{path}", relay.url),
             gateway_url: format!("{}{path}", gw.url),
             gateway_token: token.clone(),
         };

@@ -1,10 +1,11 @@
-//! `cargo xtask bench streams`: real kubectl exec stdout and port-forward throughput, direct to
-//! the test API server against through the gateway in one run, and the gateway's RSS growth
-//! while 1 GiB of exec stdout crosses it (and is recorded).
+//! `cargo xtask bench streams`: real kubectl exec stdout and port-forward throughput direct to
+//! the test API server, through a bare TLS relay and through the gateway, in one run; and the
+//! gateway's RSS growth while 1 GiB of exec stdout crosses it (and is recorded).
 use anyhow::Context;
-use gatehouse_tests::apiserver::ApiServerOptions;
+use gatehouse_tests::apiserver::{ADMIN_TOKEN, ApiServerOptions};
 use gatehouse_tests::fixture::GatewayEnv;
 use gatehouse_tests::kubectl::Kubectl;
+use gatehouse_tests::tls_relay::TlsRelay;
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -37,6 +38,10 @@ async fn run() -> anyhow::Result<()> {
     };
     let e = GatewayEnv::start(opts, &[]).await?;
     let pid = e.gw.pid().context("the gateway has no pid")?;
+    // The floor for anything that terminates TLS: the same kubectl, as admin, through a relay
+    // that only decrypts and re-encrypts (tests/src/tls_relay.rs).
+    let relay = TlsRelay::start(e.api.addr(), e.api.ca_pem())?;
+    let relayed = Kubectl::new(&e.dir.path().join("relay"), &relay.kubeconfig(ADMIN_TOKEN))?;
     let mib = |rate: f64| rate / f64::from(1 << 20);
     // Each phase prints as soon as it ends: a later phase failing keeps the earlier figures.
     println!(
@@ -49,12 +54,17 @@ async fn run() -> anyhow::Result<()> {
     for proto in [Proto::WebSocket, Proto::Spdy] {
         exec_rate(&e.direct, 16 << 20, proto).await?; // warm-up: discovery cache, connections
         exec_rate(&e.agent, 16 << 20, proto).await?;
-        let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+        exec_rate(&relayed, 16 << 20, proto).await?;
+        let mut runs = Runs::default();
         for _ in 0..ROUNDS {
-            direct.push(exec_rate(&e.direct, RUN_BYTES, proto).await?);
-            gateway.push(exec_rate(&e.agent, RUN_BYTES, proto).await?);
+            runs.direct
+                .push(exec_rate(&e.direct, RUN_BYTES, proto).await?);
+            runs.relay
+                .push(exec_rate(&relayed, RUN_BYTES, proto).await?);
+            runs.gateway
+                .push(exec_rate(&e.agent, RUN_BYTES, proto).await?);
         }
-        report(&format!("exec stdout ({})", proto.name()), direct, gateway);
+        report(&format!("exec stdout ({})", proto.name()), runs);
     }
 
     // Port-forward: a TCP source behind the pod writes N bytes per connection.
@@ -80,19 +90,22 @@ async fn run() -> anyhow::Result<()> {
     // Port-forward: SPDY tunnelled over WebSocket (kubectl's default) and plain SPDY.
     for proto in [Proto::WebSocket, Proto::Spdy] {
         let mut direct_pf = PortForward::start(&e.direct, source_port, proto).await?;
+        let mut relay_pf = PortForward::start(&relayed, source_port, proto).await?;
         let mut gw_pf = PortForward::start(&e.agent, source_port, proto).await?;
-        let (mut direct, mut gateway) = (Vec::new(), Vec::new());
+        let mut runs = Runs::default();
         for _ in 0..ROUNDS {
-            direct.push(direct_pf.pull().await?);
-            gateway.push(gw_pf.pull().await?);
+            runs.direct.push(direct_pf.pull().await?);
+            runs.relay.push(relay_pf.pull().await?);
+            runs.gateway.push(gw_pf.pull().await?);
         }
         direct_pf.child.kill().await?;
+        relay_pf.child.kill().await?;
         gw_pf.child.kill().await?;
         let name = match proto {
             Proto::WebSocket => "port-forward (SPDY over WebSocket)",
             Proto::Spdy => "port-forward (SPDY)",
         };
-        report(name, direct, gateway);
+        report(name, runs);
     }
 
     // Memory: the gateway's RSS while 1 GiB of exec stdout crosses it and is journaled.
@@ -150,21 +163,34 @@ impl Proto {
     }
 }
 
-/// Prints the medians of the interleaved runs, their spread, and the ratio.
-fn report(name: &str, mut direct: Vec<f64>, mut gateway: Vec<f64>) {
+/// Bytes per second of each interleaved round, per path.
+#[derive(Default)]
+struct Runs {
+    direct: Vec<f64>,
+    relay: Vec<f64>,
+    gateway: Vec<f64>,
+}
+
+/// Prints the medians of the interleaved runs, their spread, and the ratios to direct.
+fn report(name: &str, mut runs: Runs) {
     let mib = |rate: f64| rate / f64::from(1 << 20);
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let spread = |v: &[f64]| format!("{:.0}–{:.0}", mib(v[0]), mib(v[v.len() - 1]));
-    let (d, g) = (median(&mut direct), median(&mut gateway));
+    let d = median(&mut runs.direct);
+    let r = median(&mut runs.relay);
+    let g = median(&mut runs.gateway);
     println!(
-        "  {name}: direct {:.1} MiB/s ({}), gateway {:.1} MiB/s ({}), ratio {:.2}× (target ≥ 0.8×)",
+        "  {name}: direct {:.1} MiB/s ({}); bare TLS relay {:.1} MiB/s ({}), {:.2}×; gateway {:.1} MiB/s ({}), ratio {:.2}× (target ≥ 0.8×)",
         mib(d),
-        spread(&direct),
+        spread(&runs.direct),
+        mib(r),
+        spread(&runs.relay),
+        r / d,
         mib(g),
-        spread(&gateway),
+        spread(&runs.gateway),
         g / d
     );
 }
