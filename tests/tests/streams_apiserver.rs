@@ -127,13 +127,47 @@ async fn exec_exit_codes_and_stdin_on_both_protocols() {
     );
 }
 
-/// The bare TLS relay the stream benchmarks compare the gateway with carries kubectl's exec on
-/// both protocols and its ordinary requests (ALPN passed through), byte for byte.
+/// The TLS relay the stream benchmarks compare the gateway with carries kubectl's exec on both
+/// protocols and its ordinary requests (ALPN passed through), byte for byte, also when it writes
+/// and hashes what it carries; the files it wrote are gone once the connections are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_tls_relay_carries_exec_and_requests() {
+    use gatehouse_tests::tls_relay::{Keep, TlsRelay};
     let dir = tempfile::tempdir().unwrap();
     let api = TestApiServer::start(opts()).await.unwrap();
-    let relay = gatehouse_tests::tls_relay::TlsRelay::start(api.addr(), api.ca_pem()).unwrap();
+    let files = dir.path().join("kept");
+    std::fs::create_dir_all(&files).unwrap();
+    let keeping =
+        TlsRelay::start_keeping(api.addr(), api.ca_pem(), Keep::WriteSha256(files.clone()))
+            .unwrap();
+    let kept = Kubectl::new(
+        &dir.path().join("kept-home"),
+        &keeping.kubeconfig(ADMIN_TOKEN),
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &kept,
+        SPDY,
+        &["exec", "-i", "shell", "--", "sh", "-c", "cat; exit 3"],
+        Some(b"kept on the way\n"),
+    )
+    .await;
+    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(out, b"kept on the way\n", "{err}");
+    let left = || std::fs::read_dir(&files).unwrap().count();
+    for _ in 0..50 {
+        if left() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        left(),
+        0,
+        "the relay removes its files when a connection ends"
+    );
+
+    let relay = TlsRelay::start(api.addr(), api.ca_pem()).unwrap();
     let k = Kubectl::new(dir.path(), &relay.kubeconfig(ADMIN_TOKEN)).unwrap();
     for (name, env) in [("websocket", WEBSOCKET), ("spdy", SPDY)] {
         let (code, out, err) = run(

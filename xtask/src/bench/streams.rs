@@ -5,7 +5,7 @@ use anyhow::Context;
 use gatehouse_tests::apiserver::{ADMIN_TOKEN, ApiServerOptions};
 use gatehouse_tests::fixture::GatewayEnv;
 use gatehouse_tests::kubectl::Kubectl;
-use gatehouse_tests::tls_relay::TlsRelay;
+use gatehouse_tests::tls_relay::{Keep, TlsRelay};
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -42,6 +42,17 @@ async fn run() -> anyhow::Result<()> {
     // that only decrypts and re-encrypts (tests/src/tls_relay.rs).
     let relay = TlsRelay::start(e.api.addr(), e.api.ca_pem())?;
     let relayed = Kubectl::new(&e.dir.path().join("relay"), &relay.kubeconfig(ADMIN_TOKEN))?;
+    // And the floors under recording exec: the same relay writing every byte to a file before
+    // forwarding it, then also chaining SHA-256 over it as the gateway's journal does.
+    let keeping = |name: &str, keep: fn(std::path::PathBuf) -> Keep| -> anyhow::Result<_> {
+        let files = e.dir.path().join(format!("{name}-files"));
+        std::fs::create_dir_all(&files)?;
+        let relay = TlsRelay::start_keeping(e.api.addr(), e.api.ca_pem(), keep(files))?;
+        let k = Kubectl::new(&e.dir.path().join(name), &relay.kubeconfig(ADMIN_TOKEN))?;
+        Ok((relay, k))
+    };
+    let (_writing, written) = keeping("write", Keep::Write)?;
+    let (_hashing, hashed) = keeping("write-sha256", Keep::WriteSha256)?;
     let mib = |rate: f64| rate / f64::from(1 << 20);
     // Each phase prints as soon as it ends: a later phase failing keeps the earlier figures.
     println!(
@@ -55,12 +66,18 @@ async fn run() -> anyhow::Result<()> {
         exec_rate(&e.direct, 16 << 20, proto).await?; // warm-up: discovery cache, connections
         exec_rate(&e.agent, 16 << 20, proto).await?;
         exec_rate(&relayed, 16 << 20, proto).await?;
+        exec_rate(&written, 16 << 20, proto).await?;
+        exec_rate(&hashed, 16 << 20, proto).await?;
         let mut runs = Runs::default();
         for _ in 0..ROUNDS {
             runs.direct
                 .push(exec_rate(&e.direct, RUN_BYTES, proto).await?);
             runs.relay
                 .push(exec_rate(&relayed, RUN_BYTES, proto).await?);
+            runs.write
+                .push(exec_rate(&written, RUN_BYTES, proto).await?);
+            runs.write_sha256
+                .push(exec_rate(&hashed, RUN_BYTES, proto).await?);
             runs.gateway
                 .push(exec_rate(&e.agent, RUN_BYTES, proto).await?);
         }
@@ -168,6 +185,10 @@ impl Proto {
 struct Runs {
     direct: Vec<f64>,
     relay: Vec<f64>,
+    /// The relay writing every byte to a file first (exec only).
+    write: Vec<f64>,
+    /// The relay writing and SHA-256-chaining every byte first (exec only).
+    write_sha256: Vec<f64>,
     gateway: Vec<f64>,
 }
 
@@ -182,8 +203,26 @@ fn report(name: &str, mut runs: Runs) {
     let d = median(&mut runs.direct);
     let r = median(&mut runs.relay);
     let g = median(&mut runs.gateway);
+    let mut floors = String::new();
+    for (label, v) in [
+        ("relay writing every byte", &mut runs.write),
+        (
+            "relay writing and SHA-256-chaining every byte",
+            &mut runs.write_sha256,
+        ),
+    ] {
+        if !v.is_empty() {
+            let m = median(v);
+            floors += &format!(
+                "; {label} {:.1} MiB/s ({}), {:.2}×",
+                mib(m),
+                spread(v),
+                m / d
+            );
+        }
+    }
     println!(
-        "  {name}: direct {:.1} MiB/s ({}); bare TLS relay {:.1} MiB/s ({}), {:.2}×; gateway {:.1} MiB/s ({}), ratio {:.2}× (target ≥ 0.8×)",
+        "  {name}: direct {:.1} MiB/s ({}); bare TLS relay {:.1} MiB/s ({}), {:.2}×{floors}; gateway {:.1} MiB/s ({}), ratio {:.2}× (target ≥ 0.8×)",
         mib(d),
         spread(&runs.direct),
         mib(r),
