@@ -152,6 +152,8 @@ pub struct Kubectl {
     pub kubeconfig: PathBuf,
     pub home: PathBuf,
     pub timeout: Duration,
+    /// Extra environment for every run, e.g. `DISABLE_HTTP2=1` (client-go then speaks HTTP/1.1).
+    pub env: Vec<(String, String)>,
 }
 
 impl Kubectl {
@@ -166,6 +168,7 @@ impl Kubectl {
             kubeconfig: path,
             home,
             timeout: Duration::from_secs(60),
+            env: Vec::new(),
         })
     }
 
@@ -175,6 +178,7 @@ impl Kubectl {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", &self.home)
             .env_remove("KUBECTL_COMMAND_HEADERS")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

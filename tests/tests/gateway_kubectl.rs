@@ -81,8 +81,17 @@ async fn same(e: &GatewayEnv, args: &[&str]) -> KubectlOutput {
         via.stdout, direct.stdout,
         "stdout differs\ndirect: {direct}\nvia gateway: {via}"
     );
+    // client-go announces `DISABLE_HTTP2` on stderr with a timestamp: not kubectl's output.
+    let stderr = |o: &KubectlOutput| -> String {
+        o.stderr
+            .lines()
+            .filter(|l| !l.contains("HTTP2 has been explicitly disabled"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
     assert_eq!(
-        via.stderr, direct.stderr,
+        stderr(&via),
+        stderr(&direct),
         "stderr differs\ndirect: {direct}\nvia gateway: {via}"
     );
     via
@@ -950,4 +959,165 @@ fn ev_id(events: &[Event], verb: &str) -> String {
         .find(|ev| matches!(&ev.payload, Some(Payload::Request(r)) if r.request.as_ref().is_some_and(|k| k.verb == verb)))
         .map(|ev| ev.event_id.clone())
         .unwrap_or_default()
+}
+
+/// kubectl over HTTP/1.1 (client-go's `DISABLE_HTTP2`, as behind proxies that do not speak h2):
+/// the gateway serves it over HTTP/1.1 and kubectl must not be able to tell, for reads, errors,
+/// writes, logs, follows and watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_kubectl_behaves_the_same_through_the_gateway() {
+    let mut opts = ApiServerOptions::default();
+    let pod = "payments-api-7c9d8b5f6d-2xk4p";
+    opts.logs.content.insert(
+        format!("payments/{pod}"),
+        "line 1\nline 2\nline 3\nline 4\n".into(),
+    );
+    opts.logs.follow_interval = Duration::from_millis(50);
+    let mut e = env_with(opts, &[]).await;
+    let h1 = ("DISABLE_HTTP2".to_string(), "1".to_string());
+    e.direct.env.push(h1.clone());
+    e.agent.env.push(h1);
+    e.direct.run(&["get", "ns"]).await.unwrap().ok().unwrap();
+    e.agent.run(&["get", "ns"]).await.unwrap().ok().unwrap();
+
+    same(&e, &["get", "ns", "-o", "name"]).await;
+    let cm = same(
+        &e,
+        &[
+            "get",
+            "configmap",
+            "app-config",
+            "-n",
+            "payments",
+            "-o",
+            "yaml",
+        ],
+    )
+    .await;
+    assert!(cm.stdout.contains("name: app-config"), "{cm}");
+    let missing = same(&e, &["get", "configmap", "nope", "-n", "payments"]).await;
+    assert_eq!(missing.code, Some(1));
+    let tail = same(&e, &["logs", pod, "-n", "payments", "--tail", "2"]).await;
+    assert_eq!(tail.stdout, "line 3\nline 4\n");
+
+    let manifest = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: h1-flags\n  namespace: payments\ndata:\n  v: \"{v}\"\n"
+        )
+    };
+    for (v, want) in [("1", "created"), ("2", "configured")] {
+        let out = e
+            .agent
+            .run_with_stdin(&["apply", "-f", "-"], Some(&manifest(v)))
+            .await
+            .unwrap();
+        assert_eq!(
+            out.clone().ok().unwrap().stdout,
+            format!("configmap/h1-flags {want}\n"),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        e.api
+            .object("", "configmaps", "payments", "h1-flags")
+            .unwrap()["data"]["v"],
+        "2"
+    );
+
+    // A follow and a watch stream as they happen, over HTTP/1.1 chunked responses.
+    let mut follow = e
+        .agent
+        .spawn(&["logs", "-f", pod, "-n", "payments"])
+        .unwrap();
+    follow
+        .wait_for_line(Duration::from_secs(20), |l| l == "line 4")
+        .await
+        .unwrap();
+    let after = follow.seen.len();
+    for _ in 0..2 {
+        follow
+            .wait_for_line(Duration::from_secs(20), |_| true)
+            .await
+            .unwrap();
+    }
+    assert!(follow.seen.len() >= after + 2);
+    follow.kill().await.unwrap();
+    let mut watch = e
+        .agent
+        .spawn(&["get", "configmaps", "-n", "payments", "-w"])
+        .unwrap();
+    watch
+        .wait_for_line(Duration::from_secs(20), |l| l.starts_with("h1-flags"))
+        .await
+        .unwrap();
+    e.direct
+        .run(&[
+            "create",
+            "configmap",
+            "h1-later",
+            "-n",
+            "payments",
+            "--from-literal=a=b",
+        ])
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    watch
+        .wait_for_line(Duration::from_secs(20), |l| l.starts_with("h1-later"))
+        .await
+        .unwrap();
+    watch.kill().await.unwrap();
+    let out = e
+        .agent
+        .run(&["delete", "configmap", "h1-flags", "-n", "payments"])
+        .await
+        .unwrap();
+    assert!(
+        out.clone().ok().unwrap().stdout.contains("deleted"),
+        "{out}"
+    );
+
+    // kubectl really spoke HTTP/1.1 (seen on its direct requests), and everything it asked the
+    // gateway for reached the API server as the agent.
+    let requests = e.api.requests();
+    let direct: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.authenticated_user.as_deref() != Some(gatehouse_tests::apiserver::GATEWAY_USER)
+        })
+        .collect();
+    let via: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.effective_user
+                .as_ref()
+                .is_some_and(|u| u.username == "agent-ops")
+        })
+        .collect();
+    assert!(
+        !direct.is_empty() && via.len() > 10,
+        "{} direct, {} via",
+        direct.len(),
+        via.len()
+    );
+    for r in &direct {
+        assert_eq!(r.version, "HTTP/1.1", "{} {}", r.method, r.path);
+    }
+    for method in ["GET", "POST", "PATCH", "DELETE"] {
+        assert!(
+            via.iter().any(|r| r.method == method),
+            "no {method} via the gateway"
+        );
+    }
+
+    let cmds = e.commands();
+    for want in [
+        "kubectl get configmap app-config -n payments".to_string(),
+        format!("kubectl logs {pod} -n payments -c api -f"),
+        "kubectl get configmaps -n payments --watch".to_string(),
+        "kubectl delete configmap h1-flags -n payments".to_string(),
+    ] {
+        assert!(cmds.contains(&want), "missing {want:?} in {cmds:#?}");
+    }
 }
