@@ -5,20 +5,24 @@ pub const HEADER_LEN: usize = 8;
 /// The largest payload a record may carry; larger lengths in a header mean a torn or corrupt frame.
 pub const MAX_RECORD_LEN: usize = 64 << 20;
 
-/// The frame header of `payload`; the writer sends it and the payload in one vectored write,
-/// so the payload is never copied into a frame buffer.
-pub(crate) fn header(payload: &[u8]) -> [u8; HEADER_LEN] {
+/// The frame header of a payload given as consecutive `parts`; the writer sends it and the
+/// parts in one vectored write, so the payload is never copied into a frame buffer.
+pub(crate) fn header(parts: &[&[u8]]) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let crc = parts
+        .iter()
+        .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
     // The caller checked the length against MAX_RECORD_LEN, which fits in u32.
-    h[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    h[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4..].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
 /// Encodes one framed record.
 #[cfg(test)]
 pub(crate) fn encode(payload: &[u8]) -> Vec<u8> {
-    let mut buf = header(payload).to_vec();
+    let mut buf = header(&[payload]).to_vec();
     buf.extend_from_slice(payload);
     buf
 }

@@ -228,14 +228,21 @@ impl Journal {
 
     /// Writes one record without applying the fsync policy; see `make_durable`.
     pub fn append_unsynced(&self, payload: &[u8]) -> Result<Appended, JournalError> {
-        if payload.len() > MAX_RECORD_LEN {
+        self.append_parts_unsynced(&[payload])
+    }
+
+    /// Like `append_unsynced`, for a record whose payload is the concatenation of `parts`
+    /// (an event encoding around payload bytes that stay where they were read).
+    pub fn append_parts_unsynced(&self, parts: &[&[u8]]) -> Result<Appended, JournalError> {
+        let payload_len: usize = parts.iter().map(|p| p.len()).sum();
+        if payload_len > MAX_RECORD_LEN {
             return Err(JournalError::RecordTooLarge {
-                len: payload.len(),
+                len: payload_len,
                 max: MAX_RECORD_LEN,
             });
         }
-        let header = record::header(payload);
-        let frame_len = (header.len() + payload.len()) as u64;
+        let header = record::header(parts);
+        let frame_len = (header.len() + payload_len) as u64;
         let appended = {
             let mut active = self.active.lock();
             if self.is_poisoned() {
@@ -253,7 +260,7 @@ impl Journal {
             if active.len > 0 && active.len + frame_len > self.opts.max_segment_bytes {
                 self.rotate(&mut active, offset)?;
             }
-            if let Err(e) = write_frame(&mut active.file, &header, payload) {
+            if let Err(e) = write_frame(&mut active.file, &header, parts) {
                 if e.kind() == std::io::ErrorKind::StorageFull {
                     self.disk_full.store(true, Ordering::Release);
                 }
@@ -376,16 +383,26 @@ fn spawn_syncer(journal: Weak<Journal>, every: Duration) {
 
 /// Writes a record's header and payload with as few `writev` calls as the kernel allows (one,
 /// for a regular file), resuming after a short write like `write_all`.
-fn write_frame(file: &mut File, header: &[u8], payload: &[u8]) -> std::io::Result<()> {
-    let mut parts = [
-        std::io::IoSlice::new(header),
-        std::io::IoSlice::new(payload),
-    ];
-    let mut parts = &mut parts[..];
-    while !parts.is_empty() {
-        match file.write_vectored(parts) {
+/// At most this many slices go to one `writev` (Linux takes 1024); a record in more parts is
+/// gathered into one buffer first.
+const MAX_WRITE_PARTS: usize = 512;
+
+fn write_frame(file: &mut File, header: &[u8], parts: &[&[u8]]) -> std::io::Result<()> {
+    let gathered;
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        Vec::with_capacity(parts.len().min(MAX_WRITE_PARTS) + 1);
+    slices.push(std::io::IoSlice::new(header));
+    if parts.len() < MAX_WRITE_PARTS {
+        slices.extend(parts.iter().map(|p| std::io::IoSlice::new(p)));
+    } else {
+        gathered = parts.concat();
+        slices.push(std::io::IoSlice::new(&gathered));
+    }
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => std::io::IoSlice::advance_slices(&mut parts, n),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

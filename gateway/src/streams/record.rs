@@ -127,32 +127,22 @@ impl StreamRecorder {
         Ok(())
     }
 
-    /// Records pieces, merging neighbours of the same channel read together.
+    /// Records pieces, merging neighbours of the same channel read together. A merged event's
+    /// data stays in the pieces' buffers: the journal writes them where they lie.
     pub async fn pieces(&self, pieces: Vec<Piece>) -> Result<(), RecordError> {
         if pieces.is_empty() {
             return Ok(());
         }
         let offset = self.offset();
-        let mut events: Vec<pb::StreamFrame> = Vec::new();
-        // The merged data of the last event, gathered once rather than re-copied per piece.
-        let mut merged: Vec<(usize, bytes::BytesMut)> = Vec::new();
+        // Each event (its `data` left empty), its data in pieces, and their total length.
+        let mut events: Vec<(pb::StreamFrame, Vec<bytes::Bytes>, usize)> = Vec::new();
         {
             let mut t = self.totals.lock();
             for p in pieces {
                 self.account(&mut t, &p, offset);
                 let omit =
                     matches!(p.channel, StreamChannel::PortData) && !self.capture_port_payload;
-                let n = events.len();
-                let grown = merged
-                    .last_mut()
-                    .filter(|(at, _)| n > 0 && *at == n - 1)
-                    .map(|(_, d)| d);
-                let last_len = match (&grown, events.last()) {
-                    (Some(d), _) => d.len(),
-                    (None, Some(last)) => last.data.len(),
-                    (None, None) => 0,
-                };
-                if let Some(last) = events.last_mut()
+                if let Some((last, data, len)) = events.last_mut()
                     && last.channel == p.channel as i32
                     && last.direction == p.direction as i32
                     && last.port == p.port
@@ -160,48 +150,46 @@ impl StreamRecorder {
                     && p.resize.is_none()
                     && last.resize.is_none()
                     && p.channel != StreamChannel::Close
-                    && last_len + p.data.len() <= MAX_EVENT_DATA
+                    && *len + p.data.len() <= MAX_EVENT_DATA
                 {
                     last.size += p.data.len() as u64;
                     if !omit {
-                        match grown {
-                            Some(d) => d.extend_from_slice(&p.data),
-                            None => {
-                                let mut d = bytes::BytesMut::with_capacity(
-                                    ((last.data.len() + p.data.len()) * 2).min(MAX_EVENT_DATA),
-                                );
-                                d.extend_from_slice(&last.data);
-                                d.extend_from_slice(&p.data);
-                                merged.push((n - 1, d));
-                            }
-                        }
+                        *len += p.data.len();
+                        data.push(p.data);
                     }
                     continue;
                 }
                 for chunk in chunks(&p.data) {
-                    let size = chunk.len() as u64;
-                    events.push(pb::StreamFrame {
+                    let size = chunk.len();
+                    let (data, len) = if omit {
+                        (Vec::new(), 0)
+                    } else {
+                        (vec![chunk], size)
+                    };
+                    let frame = pb::StreamFrame {
                         request_event_id: self.request_event_id.clone(),
                         offset_nanos: offset,
                         direction: p.direction as i32,
                         channel: p.channel as i32,
-                        data: if omit { Default::default() } else { chunk },
-                        size,
+                        data: bytes::Bytes::new(),
+                        size: size as u64,
                         data_omitted: omit,
                         resize: p.resize,
                         port: p.port,
                         connection_id: p.connection.clone(),
-                    });
+                    };
+                    events.push((frame, data, len));
                 }
             }
             t.frames += events.len() as u64;
         }
-        for (i, d) in merged {
-            events[i].data = d.freeze();
-        }
-        for f in events {
+        for (frame, data, _) in events {
+            let mut e = self.template.clone();
+            e.event_id = String::new();
+            e.time_unix_nano = 0;
+            e.payload = None;
             self.recorder
-                .follow(&self.session_id, self.event(Payload::StreamFrame(f)), false)
+                .follow_frame(&self.session_id, e, frame, &data)
                 .await?;
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! into sessions, recording events into the journal, and signing session digests.
 pub mod command;
 pub mod digest;
+pub mod frame_encoding;
 pub mod mask;
 pub mod recorder;
 pub mod request_info;

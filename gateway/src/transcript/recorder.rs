@@ -3,8 +3,9 @@
 //! sequence order and the chain never forks.
 use super::session::Sessions;
 use crate::metrics::Metrics;
+use bytes::Bytes;
 use gatehouse_journal::{Journal, JournalError};
-use gatehouse_proto::v1::{Event, Producer};
+use gatehouse_proto::v1::{Event, Producer, StreamFrame};
 use parking_lot::Mutex;
 use prost::Message;
 use sha2::{Digest, Sha256};
@@ -90,6 +91,7 @@ impl Recorder {
             |sessions, now| Some(sessions.begin(who, now)),
             None,
             true,
+            None,
         )
         .await
     }
@@ -102,14 +104,36 @@ impl Recorder {
         last: bool,
     ) -> Result<Recorded, RecordError> {
         let end = last.then_some(session_id);
-        self.write(event, |sessions, _| sessions.get(session_id), end, false)
-            .await
-            .map_err(|e| match e {
-                RecordError::UnknownSession(_) => {
-                    RecordError::UnknownSession(session_id.to_string())
-                }
-                other => other,
-            })
+        self.write(
+            event,
+            |sessions, _| sessions.get(session_id),
+            end,
+            false,
+            None,
+        )
+        .await
+        .map_err(named(session_id))
+    }
+
+    /// Records a `StreamFrame` in `session_id`: `event` has no payload yet and `frame` no data;
+    /// `data` is the frame's data in pieces, written to the journal where they lie (see
+    /// `frame_encoding`).
+    pub async fn follow_frame(
+        &self,
+        session_id: &str,
+        event: Event,
+        frame: StreamFrame,
+        data: &[Bytes],
+    ) -> Result<Recorded, RecordError> {
+        self.write(
+            event,
+            |sessions, _| sessions.get(session_id),
+            None,
+            false,
+            Some((frame, data)),
+        )
+        .await
+        .map_err(named(session_id))
     }
 
     /// Like `follow`, for contexts that cannot await (a body dropped mid-stream).
@@ -132,8 +156,9 @@ impl Recorder {
         pick: impl FnOnce(&mut Sessions, Instant) -> Option<&mut super::session::SessionState>,
         end: Option<&str>,
         begins: bool,
+        frame: Option<(StreamFrame, &[Bytes])>,
     ) -> Result<Recorded, RecordError> {
-        let (recorded, appended) = self.stamp_and_append(event, pick, end, begins)?;
+        let (recorded, appended) = self.stamp_and_append_as(event, pick, end, begins, frame)?;
         if self.journal.syncs_on_append() {
             // fdatasync can take milliseconds: keep it off the reactor.
             let journal = self.journal.clone();
@@ -144,10 +169,23 @@ impl Recorder {
 
     fn stamp_and_append(
         &self,
+        event: Event,
+        pick: impl FnOnce(&mut Sessions, Instant) -> Option<&mut super::session::SessionState>,
+        end: Option<&str>,
+        begins: bool,
+    ) -> Result<(Recorded, gatehouse_journal::Appended), RecordError> {
+        self.stamp_and_append_as(event, pick, end, begins, None)
+    }
+
+    /// Stamps `event` and appends its encoding; with `frame`, the event is that stream frame
+    /// around its data pieces.
+    fn stamp_and_append_as(
+        &self,
         mut event: Event,
         pick: impl FnOnce(&mut Sessions, Instant) -> Option<&mut super::session::SessionState>,
         end: Option<&str>,
         begins: bool,
+        frame: Option<(StreamFrame, &[Bytes])>,
     ) -> Result<(Recorded, gatehouse_journal::Appended), RecordError> {
         let now = Instant::now();
         let mut sessions = self.sessions.lock();
@@ -163,8 +201,22 @@ impl Recorder {
         event.seq = state.next_seq;
         event.prev_hash = state.prev_hash.clone().into();
         event.producer = Some(self.producer.clone());
-        let bytes = event.encode_to_vec();
-        let result = self.journal.append_unsynced(&bytes);
+        let (whole, split);
+        let mut parts: Vec<&[u8]> = Vec::new();
+        match frame {
+            None => {
+                whole = event.encode_to_vec();
+                parts.push(&whole);
+            }
+            Some((frame, data)) => {
+                split = super::frame_encoding::split(&event, frame, data);
+                parts.reserve(data.len() + 2);
+                parts.push(&split.head);
+                parts.extend(data.iter().map(|d| &d[..]));
+                parts.push(&split.tail);
+            }
+        }
+        let result = self.journal.append_parts_unsynced(&parts);
         let appended = match result {
             Ok(a) => a,
             Err(e) => {
@@ -178,7 +230,11 @@ impl Recorder {
             }
         };
         state.next_seq += 1;
-        state.prev_hash = Sha256::digest(&bytes).to_vec();
+        let mut chain = Sha256::new();
+        for part in &parts {
+            chain.update(part);
+        }
+        state.prev_hash = chain.finalize().to_vec();
         if state.next_seq == 2 {
             // Once per session: who it is, for its digest events.
             state.identity = event.identity.clone();
@@ -206,6 +262,14 @@ impl Recorder {
     /// Ends an exchange whose closing event could not be written.
     pub fn abandon(&self, session_id: &str) {
         self.sessions.lock().end(session_id, Instant::now());
+    }
+}
+
+/// Names the session an `UnknownSession` error is about.
+fn named(session_id: &str) -> impl Fn(RecordError) -> RecordError + '_ {
+    move |e| match e {
+        RecordError::UnknownSession(_) => RecordError::UnknownSession(session_id.to_string()),
+        other => other,
     }
 }
 

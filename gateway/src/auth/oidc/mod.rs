@@ -141,6 +141,12 @@ impl OidcVerifier {
         &self.issuer
     }
 
+    /// The identity of `token` if this verifier accepted that exact token within the cache TTL
+    /// (and before its expiry): no decoding, one hash.
+    pub fn cached(&self, token: &str) -> Option<Identity> {
+        self.verified.get(&Sha256::digest(token.as_bytes()).into())
+    }
+
     /// Verifies `token`, which claims to come from our issuer.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let token_hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
