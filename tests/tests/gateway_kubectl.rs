@@ -97,28 +97,23 @@ async fn same(e: &GatewayEnv, args: &[&str]) -> KubectlOutput {
     via
 }
 
+/// Warms both discovery caches (so later comparisons see the same requests), then lists
+/// namespaces and reads a ConfigMap as YAML, directly and through the gateway.
+async fn first_reads_match(e: &GatewayEnv) {
+    e.direct.run(&["get", "ns"]).await.unwrap().ok().unwrap();
+    e.agent.run(&["get", "ns"]).await.unwrap().ok().unwrap();
+    same(e, &["get", "ns", "-o", "name"]).await;
+    let args: Vec<&str> = "get configmap app-config -n payments -o yaml"
+        .split(' ')
+        .collect();
+    let cm = same(e, &args).await;
+    assert!(cm.stdout.contains("name: app-config"), "{cm}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_errors_match_direct_kubectl_and_are_recorded() {
     let e = env().await;
-    // Warm both discovery caches so the comparisons below see the same requests.
-    e.direct.run(&["get", "ns"]).await.unwrap().ok().unwrap();
-    e.agent.run(&["get", "ns"]).await.unwrap().ok().unwrap();
-
-    same(&e, &["get", "ns", "-o", "name"]).await;
-    let cm = same(
-        &e,
-        &[
-            "get",
-            "configmap",
-            "app-config",
-            "-n",
-            "payments",
-            "-o",
-            "yaml",
-        ],
-    )
-    .await;
-    assert!(cm.stdout.contains("name: app-config"), "{cm}");
+    first_reads_match(&e).await;
     same(
         &e,
         &["describe", "configmap", "app-config", "-n", "payments"],
@@ -399,67 +394,71 @@ async fn apply_delete_and_whoami_through_the_gateway() {
     assert_eq!(body.total_bytes, body.data.len() as u64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_follow_and_watch_stream_through_the_gateway() {
+/// The pod with a four-line log, followed at 50 ms per line.
+const LOG_POD: &str = "payments-api-7c9d8b5f6d-2xk4p";
+
+async fn env_with_logs() -> GatewayEnv {
     let mut opts = ApiServerOptions::default();
     opts.logs.content.insert(
-        "payments/payments-api-7c9d8b5f6d-2xk4p".into(),
+        format!("payments/{LOG_POD}"),
         "line 1\nline 2\nline 3\nline 4\n".into(),
     );
     opts.logs.follow_interval = Duration::from_millis(50);
-    let e = env_with(opts, &[]).await;
-    let pod = "payments-api-7c9d8b5f6d-2xk4p";
-    let tail = same(&e, &["logs", pod, "-n", "payments", "--tail", "2"]).await;
-    assert_eq!(tail.stdout, "line 3\nline 4\n");
+    env_with(opts, &[]).await
+}
 
-    // logs -f: the followed lines arrive one by one through the gateway, not at the end.
+/// `logs -f` of `LOG_POD` shows lines as they come, and `get -w` shows a ConfigMap created
+/// meanwhile (named `created`), once it has shown `listed`; both through the gateway.
+async fn follow_and_watch(e: &GatewayEnv, listed: &str, created: &str) {
     let mut follow = e
         .agent
-        .spawn(&["logs", "-f", pod, "-n", "payments"])
+        .spawn(&["logs", "-f", LOG_POD, "-n", "payments"])
         .unwrap();
     follow
         .wait_for_line(Duration::from_secs(20), |l| l == "line 4")
         .await
         .unwrap();
     let after = follow.seen.len();
-    follow
-        .wait_for_line(Duration::from_secs(20), |_| true)
-        .await
-        .unwrap();
-    follow
-        .wait_for_line(Duration::from_secs(20), |_| true)
-        .await
-        .unwrap();
+    for _ in 0..2 {
+        follow
+            .wait_for_line(Duration::from_secs(20), |_| true)
+            .await
+            .unwrap();
+    }
     assert!(follow.seen.len() >= after + 2);
     follow.kill().await.unwrap();
 
-    // get -w: an object created meanwhile appears on the watch through the gateway.
     let mut watch = e
         .agent
         .spawn(&["get", "configmaps", "-n", "payments", "-w"])
         .unwrap();
     watch
-        .wait_for_line(Duration::from_secs(20), |l| l.starts_with("app-config"))
+        .wait_for_line(Duration::from_secs(20), |l| l.starts_with(listed))
         .await
         .unwrap();
+    let literal = "--from-literal=a=b";
     e.direct
-        .run(&[
-            "create",
-            "configmap",
-            "appeared-later",
-            "-n",
-            "payments",
-            "--from-literal=a=b",
-        ])
+        .run(&["create", "configmap", created, "-n", "payments", literal])
         .await
         .unwrap()
         .ok()
         .unwrap();
     watch
-        .wait_for_line(Duration::from_secs(20), |l| l.starts_with("appeared-later"))
+        .wait_for_line(Duration::from_secs(20), |l| l.starts_with(created))
         .await
         .unwrap();
     watch.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_and_watch_stream_through_the_gateway() {
+    let e = env_with_logs().await;
+    let pod = LOG_POD;
+    let tail = same(&e, &["logs", pod, "-n", "payments", "--tail", "2"]).await;
+    assert_eq!(tail.stdout, "line 3\nline 4\n");
+    // The followed lines arrive one by one through the gateway, not at the end; so do watch
+    // events.
+    follow_and_watch(&e, "app-config", "appeared-later").await;
 
     let cmds = e.commands();
     for want in [
@@ -966,35 +965,12 @@ fn ev_id(events: &[Event], verb: &str) -> String {
 /// writes, logs, follows and watches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_kubectl_behaves_the_same_through_the_gateway() {
-    let mut opts = ApiServerOptions::default();
-    let pod = "payments-api-7c9d8b5f6d-2xk4p";
-    opts.logs.content.insert(
-        format!("payments/{pod}"),
-        "line 1\nline 2\nline 3\nline 4\n".into(),
-    );
-    opts.logs.follow_interval = Duration::from_millis(50);
-    let mut e = env_with(opts, &[]).await;
+    let mut e = env_with_logs().await;
+    let pod = LOG_POD;
     let h1 = ("DISABLE_HTTP2".to_string(), "1".to_string());
     e.direct.env.push(h1.clone());
     e.agent.env.push(h1);
-    e.direct.run(&["get", "ns"]).await.unwrap().ok().unwrap();
-    e.agent.run(&["get", "ns"]).await.unwrap().ok().unwrap();
-
-    same(&e, &["get", "ns", "-o", "name"]).await;
-    let cm = same(
-        &e,
-        &[
-            "get",
-            "configmap",
-            "app-config",
-            "-n",
-            "payments",
-            "-o",
-            "yaml",
-        ],
-    )
-    .await;
-    assert!(cm.stdout.contains("name: app-config"), "{cm}");
+    first_reads_match(&e).await;
     let missing = same(&e, &["get", "configmap", "nope", "-n", "payments"]).await;
     assert_eq!(missing.code, Some(1));
     let tail = same(&e, &["logs", pod, "-n", "payments", "--tail", "2"]).await;
@@ -1025,49 +1001,7 @@ async fn http1_kubectl_behaves_the_same_through_the_gateway() {
     );
 
     // A follow and a watch stream as they happen, over HTTP/1.1 chunked responses.
-    let mut follow = e
-        .agent
-        .spawn(&["logs", "-f", pod, "-n", "payments"])
-        .unwrap();
-    follow
-        .wait_for_line(Duration::from_secs(20), |l| l == "line 4")
-        .await
-        .unwrap();
-    let after = follow.seen.len();
-    for _ in 0..2 {
-        follow
-            .wait_for_line(Duration::from_secs(20), |_| true)
-            .await
-            .unwrap();
-    }
-    assert!(follow.seen.len() >= after + 2);
-    follow.kill().await.unwrap();
-    let mut watch = e
-        .agent
-        .spawn(&["get", "configmaps", "-n", "payments", "-w"])
-        .unwrap();
-    watch
-        .wait_for_line(Duration::from_secs(20), |l| l.starts_with("h1-flags"))
-        .await
-        .unwrap();
-    e.direct
-        .run(&[
-            "create",
-            "configmap",
-            "h1-later",
-            "-n",
-            "payments",
-            "--from-literal=a=b",
-        ])
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
-    watch
-        .wait_for_line(Duration::from_secs(20), |l| l.starts_with("h1-later"))
-        .await
-        .unwrap();
-    watch.kill().await.unwrap();
+    follow_and_watch(&e, "h1-flags", "h1-later").await;
     let out = e
         .agent
         .run(&["delete", "configmap", "h1-flags", "-n", "payments"])
