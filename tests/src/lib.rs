@@ -10,6 +10,7 @@ pub mod discard_clickhouse;
 pub mod fixture;
 pub mod gateway_proc;
 pub mod kubectl;
+pub mod nginx_proxy;
 pub mod oidc;
 pub mod on_disk;
 pub mod port_forward;

@@ -192,3 +192,31 @@ async fn bench_tls_relay_carries_exec_and_requests() {
         api.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
     );
 }
+
+/// The reference reverse proxy `bench gateway` measures (Debian's nginx) carries kubectl's
+/// requests to the test API server, errors included, over verified TLS both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_nginx_proxy_carries_kubectl_requests() {
+    use gatehouse_tests::nginx_proxy::NginxProxy;
+    let dir = tempfile::tempdir().unwrap();
+    let api = TestApiServer::start(opts()).await.unwrap();
+    let nginx = NginxProxy::start(api.addr(), api.ca_pem(), 1).unwrap();
+    let k = Kubectl::new(dir.path(), &nginx.kubeconfig(ADMIN_TOKEN)).unwrap();
+    let (code, out, err) = run(&k, WEBSOCKET, &["get", "pod", "shell", "-o", "name"], None).await;
+    assert_eq!(code, Some(0), "{err}\nnginx: {}", nginx.error_log());
+    assert_eq!(out, b"pod/shell\n");
+    let (code, _, err) = run(&k, WEBSOCKET, &["get", "pod", "missing"], None).await;
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(r#"Error from server (NotFound): pods "missing" not found"#),
+        "{err}"
+    );
+    let seen: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/api/v1/namespaces/default/pods/"))
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // nginx speaks HTTP/1.1 upstream, with kept-alive connections.
+    assert!(seen.iter().all(|r| r.version == "HTTP/1.1"), "{seen:?}");
+}

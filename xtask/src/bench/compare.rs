@@ -1,77 +1,78 @@
-//! One direct-against-gateway comparison: the same wrk runs against the test API server, a bare
-//! TLS relay and the gateway in front of it, interleaved so noise on the shared machine hits all.
+//! One direct-against-gateway comparison: the same wrk runs against the test API server, the
+//! reference paths in front of it (a bare TLS relay, nginx) and the gateway, interleaved so noise
+//! on the shared machine hits all.
 use super::wrk::{self, WrkResult};
 
-/// wrk measurements of the three paths at 1 and 32 connections.
-#[derive(Debug, Clone, Copy)]
-pub struct Comparison {
-    pub direct_c1: WrkResult,
-    pub relay_c1: WrkResult,
-    pub gateway_c1: WrkResult,
-    pub direct_c32: WrkResult,
-    pub relay_c32: WrkResult,
-    pub gateway_c32: WrkResult,
+/// One way to the test API server, and the bearer token it takes.
+pub struct Path {
+    pub name: &'static str,
+    pub url: String,
+    pub token: String,
 }
 
-/// Where to send the 1 KiB GET, and with which bearer token, for each path.
-pub struct Targets {
-    pub direct_url: String,
-    pub direct_token: String,
-    /// The bare TLS relay in front of the direct server (`tests/src/tls_relay.rs`), which takes
-    /// the direct token.
-    pub relay_url: String,
-    pub gateway_url: String,
-    pub gateway_token: String,
+/// wrk measurements of one path at 1 and 32 connections.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub name: &'static str,
+    pub c1: WrkResult,
+    pub c32: WrkResult,
+}
+
+/// Every path measured: the first is direct (what the others are held against), the last the
+/// gateway (what the targets are about).
+pub struct Comparison {
+    pub paths: Vec<Measured>,
 }
 
 /// Rounds of interleaved runs; each figure reported is the median over the rounds.
 pub const ROUNDS: usize = 3;
 
-/// Runs the comparison; blocking (wrk runs as a child process).
-pub fn measure(t: &Targets, seconds: u32) -> anyhow::Result<Comparison> {
-    let direct = |c, s| wrk::run(&t.direct_url, &t.direct_token, c, s);
-    let relay = |c, s| wrk::run(&t.relay_url, &t.direct_token, c, s);
-    let gateway = |c, s| wrk::run(&t.gateway_url, &t.gateway_token, c, s);
-    // Warm both paths at both concurrencies: TLS sessions, the gateway's upstream connection
-    // pool (32 callers may need more than one upstream connection), its verified-token cache.
+/// Runs the comparison of `paths` (direct first, gateway last); blocking (wrk runs as a child
+/// process).
+pub fn measure(paths: &[Path], seconds: u32) -> anyhow::Result<Comparison> {
+    anyhow::ensure!(
+        paths.len() >= 2,
+        "a comparison needs direct and the gateway"
+    );
+    let run = |p: &Path, c, s| wrk::run(&p.url, &p.token, c, s);
+    // Warm every path at both concurrencies: TLS sessions, the proxies' upstream connection
+    // pools (32 callers may need more than one upstream connection), the verified-token cache.
     for c in [1, 32] {
-        direct(c, 2)?;
-        relay(c, 2)?;
-        gateway(c, 2)?;
-    }
-    // Direct, relay and gateway runs alternate, so a burst of other work on the machine lands on both
-    // paths rather than on one whole measurement.
-    let mut rounds = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let round = Comparison {
-            direct_c1: direct(1, seconds)?,
-            relay_c1: relay(1, seconds)?,
-            gateway_c1: gateway(1, seconds)?,
-            direct_c32: direct(32, seconds)?,
-            relay_c32: relay(32, seconds)?,
-            gateway_c32: gateway(32, seconds)?,
-        };
-        for (name, r) in [
-            ("direct c1", round.direct_c1),
-            ("relay c1", round.relay_c1),
-            ("gateway c1", round.gateway_c1),
-            ("direct c32", round.direct_c32),
-            ("relay c32", round.relay_c32),
-            ("gateway c32", round.gateway_c32),
-        ] {
-            anyhow::ensure!(r.non_2xx == 0, "{name}: {} non-2xx responses", r.non_2xx);
+        for p in paths {
+            run(p, c, 2)?;
         }
-        rounds.push(round);
     }
-    let pick = |f: fn(&Comparison) -> WrkResult| median(rounds.iter().map(f).collect());
-    Ok(Comparison {
-        direct_c1: pick(|c| c.direct_c1),
-        relay_c1: pick(|c| c.relay_c1),
-        gateway_c1: pick(|c| c.gateway_c1),
-        direct_c32: pick(|c| c.direct_c32),
-        relay_c32: pick(|c| c.relay_c32),
-        gateway_c32: pick(|c| c.gateway_c32),
-    })
+    // The paths' runs alternate, so a burst of other work on the machine lands on all of them
+    // rather than on one whole measurement.
+    let mut rounds: Vec<Vec<(WrkResult, WrkResult)>> = vec![Vec::new(); paths.len()];
+    for _ in 0..ROUNDS {
+        let mut c1 = Vec::with_capacity(paths.len());
+        for p in paths {
+            c1.push(run(p, 1, seconds)?);
+        }
+        for (i, p) in paths.iter().enumerate() {
+            let c32 = run(p, 32, seconds)?;
+            for (conns, r) in [(1, c1[i]), (32, c32)] {
+                anyhow::ensure!(
+                    r.non_2xx == 0,
+                    "{} c{conns}: {} non-2xx responses",
+                    p.name,
+                    r.non_2xx
+                );
+            }
+            rounds[i].push((c1[i], c32));
+        }
+    }
+    let paths = paths
+        .iter()
+        .zip(rounds)
+        .map(|(p, runs)| Measured {
+            name: p.name,
+            c1: median(runs.iter().map(|r| r.0).collect()),
+            c32: median(runs.iter().map(|r| r.1).collect()),
+        })
+        .collect();
+    Ok(Comparison { paths })
 }
 
 /// The median of each figure separately.
@@ -92,47 +93,44 @@ fn median(runs: Vec<WrkResult>) -> WrkResult {
 impl Comparison {
     /// Prints the figures and the targets they are held against.
     pub fn print(&self, label: &str) {
-        let (d1, r1, g1) = (self.direct_c1, self.relay_c1, self.gateway_c1);
+        let (Some(direct), Some(gateway)) = (self.paths.first(), self.paths.last()) else {
+            return;
+        };
         println!("  [{label}]");
-        println!(
-            "  direct   1 conn : p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s",
-            d1.p50_us, d1.p99_us, d1.requests_per_sec
-        );
-        println!(
-            "  relay    1 conn : p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s  (bare TLS relay adds p50 {:.1} µs, p99 {:.1} µs)",
-            r1.p50_us,
-            r1.p99_us,
-            r1.requests_per_sec,
-            r1.p50_us - d1.p50_us,
-            r1.p99_us - d1.p99_us
-        );
-        println!(
-            "  gateway  1 conn : p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s",
-            g1.p50_us, g1.p99_us, g1.requests_per_sec
-        );
+        for p in &self.paths {
+            let (r, d) = (p.c1, direct.c1);
+            let added = if p.name == direct.name {
+                String::new()
+            } else {
+                format!(
+                    "  (adds p50 {:.1} µs, p99 {:.1} µs)",
+                    r.p50_us - d.p50_us,
+                    r.p99_us - d.p99_us
+                )
+            };
+            println!(
+                "  {:<8} 1 conn : p50 {:>8.1} µs  p99 {:>8.1} µs  {:>9.0} req/s{added}",
+                p.name, r.p50_us, r.p99_us, r.requests_per_sec
+            );
+        }
         println!(
             "  added latency   : p50 {:>8.1} µs (target ≤ 150)   p99 {:>8.1} µs (target ≤ 1000)",
-            g1.p50_us - d1.p50_us,
-            g1.p99_us - d1.p99_us
+            gateway.c1.p50_us - direct.c1.p50_us,
+            gateway.c1.p99_us - direct.c1.p99_us
         );
-        println!(
-            "  direct  32 conn : {:>9.0} req/s  (p50 {:.1} µs, p99 {:.1} µs)",
-            self.direct_c32.requests_per_sec, self.direct_c32.p50_us, self.direct_c32.p99_us
-        );
-        println!(
-            "  relay   32 conn : {:>9.0} req/s  (p50 {:.1} µs, p99 {:.1} µs)  bare TLS relay: {:.2}× direct",
-            self.relay_c32.requests_per_sec,
-            self.relay_c32.p50_us,
-            self.relay_c32.p99_us,
-            self.relay_c32.requests_per_sec / self.direct_c32.requests_per_sec
-        );
-        println!(
-            "  gateway 32 conn : {:>9.0} req/s  (p50 {:.1} µs, p99 {:.1} µs)",
-            self.gateway_c32.requests_per_sec, self.gateway_c32.p50_us, self.gateway_c32.p99_us
-        );
+        for p in &self.paths {
+            println!(
+                "  {:<7} 32 conn : {:>9.0} req/s  (p50 {:.1} µs, p99 {:.1} µs)  {:.2}× direct",
+                p.name,
+                p.c32.requests_per_sec,
+                p.c32.p50_us,
+                p.c32.p99_us,
+                p.c32.requests_per_sec / direct.c32.requests_per_sec
+            );
+        }
         println!(
             "  throughput ratio: {:.2}× direct (target ≥ 0.6×)",
-            self.gateway_c32.requests_per_sec / self.direct_c32.requests_per_sec
+            gateway.c32.requests_per_sec / direct.c32.requests_per_sec
         );
     }
 }

@@ -19,7 +19,7 @@ use serde_json::json;
 
 /// Bytes of the streamed log for the memory measurement.
 const LOG_BYTES: u64 = 1 << 30;
-/// Seconds per wrk run (`compare::ROUNDS` interleaved rounds of four runs per gateway).
+/// Seconds per wrk run (`compare::ROUNDS` interleaved rounds, each path at 1 and 32 connections).
 const SECONDS: u32 = 5;
 
 pub fn gateway() -> anyhow::Result<()> {
@@ -128,6 +128,22 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
     println!("gateway flags: {}", args[2..].join(" "));
     // What terminating and re-encrypting TLS alone costs, next to the gateway.
     let relay = gatehouse_tests::tls_relay::TlsRelay::start(api.addr(), api.ca_pem())?;
+    // What a mature HTTP reverse proxy costs here: nginx with as many workers as the gateway has
+    // threads, TLS both ways, nothing recorded.
+    let nginx = match gatehouse_tests::nginx_proxy::binary() {
+        Ok(_) => {
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+            Some(gatehouse_tests::nginx_proxy::NginxProxy::start(
+                api.addr(),
+                api.ca_pem(),
+                workers,
+            )?)
+        }
+        Err(e) => {
+            println!("WARNING: no nginx reference path ({e:#})");
+            None
+        }
+    };
     let path = "/api/v1/namespaces/bench/configmaps/one-kib";
 
     let mut results = Vec::new();
@@ -136,16 +152,30 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         flags.extend(variant.split_whitespace().map(str::to_string));
         let gw = GatewayProc::start(dir.path(), &dir.path().join(format!("journal-{i}")), &flags)
             .await?;
-        let targets = compare::Targets {
-            direct_url: format!("{}{path}", api.url()),
-            direct_token: ADMIN_TOKEN.to_string(),
-            relay_url: format!("{}{path}", relay.url),
-            gateway_url: format!("{}{path}", gw.url),
-            gateway_token: token.clone(),
-        };
+        let mut paths = vec![compare::Path {
+            name: "direct",
+            url: format!("{}{path}", api.url()),
+            token: ADMIN_TOKEN.to_string(),
+        }];
+        paths.push(compare::Path {
+            name: "relay",
+            url: format!("{}{path}", relay.url),
+            token: ADMIN_TOKEN.to_string(),
+        });
+        if let Some(nginx) = &nginx {
+            paths.push(compare::Path {
+                name: "nginx",
+                url: format!("{}{path}", nginx.url),
+                token: ADMIN_TOKEN.to_string(),
+            });
+        }
+        paths.push(compare::Path {
+            name: "gateway",
+            url: format!("{}{path}", gw.url),
+            token: token.clone(),
+        });
         // The wrk runs are blocking: keep them off the runtime that serves the test API server.
-        let cmp =
-            tokio::task::spawn_blocking(move || compare::measure(&targets, SECONDS)).await??;
+        let cmp = tokio::task::spawn_blocking(move || compare::measure(&paths, SECONDS)).await??;
         // Memory is measured on the shipped defaults.
         let growth = if i == 0 && std::env::var_os("GATEHOUSE_BENCH_SKIP_RSS").is_none() {
             let g = rss::stream_logs_and_watch_rss(&gw, tools, dir.path(), &issuer, LOG_BYTES)
