@@ -114,12 +114,19 @@ impl NginxProxy {
                 .with_context(|| format!("starting {}", bin.display()))?;
             match wait_listening(&mut child, port, dir.path()) {
                 Ok(()) => {
-                    return Ok(NginxProxy {
+                    let proxy = NginxProxy {
                         url: format!("https://127.0.0.1:{port}"),
                         ca_pem: ca.pem.clone(),
                         child,
                         dir,
-                    });
+                    };
+                    // The master listens before it forks its workers: wait for them, so that
+                    // `pids` names every process that serves.
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    while proxy.pids().len() <= workers && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    return Ok(proxy);
                 }
                 Err(e) => {
                     let _ = child.kill();
@@ -129,6 +136,16 @@ impl NginxProxy {
             }
         }
         Err(last)
+    }
+
+    /// The master's and its workers' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        let master = self.child.id();
+        let children = std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .unwrap_or_default();
+        std::iter::once(master)
+            .chain(children.split_whitespace().filter_map(|p| p.parse().ok()))
+            .collect()
     }
 
     /// A kubeconfig for this proxy with `token` (which the upstream checks).

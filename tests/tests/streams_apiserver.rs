@@ -201,6 +201,7 @@ async fn bench_nginx_proxy_carries_kubectl_requests() {
     let dir = tempfile::tempdir().unwrap();
     let api = TestApiServer::start(opts()).await.unwrap();
     let nginx = NginxProxy::start(api.addr(), api.ca_pem(), 1).unwrap();
+    assert_eq!(nginx.pids().len(), 2, "the master and its one worker");
     let k = Kubectl::new(dir.path(), &nginx.kubeconfig(ADMIN_TOKEN)).unwrap();
     let (code, out, err) = run(&k, WEBSOCKET, &["get", "pod", "shell", "-o", "name"], None).await;
     assert_eq!(code, Some(0), "{err}\nnginx: {}", nginx.error_log());

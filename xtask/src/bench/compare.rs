@@ -8,6 +8,8 @@ pub struct Path {
     pub name: &'static str,
     pub url: String,
     pub token: String,
+    /// The proxy's processes, whose CPU time per request is reported.
+    pub pids: Vec<u32>,
 }
 
 /// wrk measurements of one path at 1 and 32 connections.
@@ -16,6 +18,27 @@ pub struct Measured {
     pub name: &'static str,
     pub c1: WrkResult,
     pub c32: WrkResult,
+    /// CPU µs the path's process spent per request over all rounds, at 1 and 32 connections.
+    pub cpu_us: Option<(f64, f64)>,
+}
+
+/// CPU time (user + system) `pids` spent while `run` ran, in µs, and what `run` returned.
+fn with_cpu(
+    pids: &[u32],
+    run: impl FnOnce() -> anyhow::Result<WrkResult>,
+) -> anyhow::Result<(WrkResult, Option<f64>)> {
+    let ticks = || {
+        pids.iter()
+            .map(|p| super::soak::proc_ticks(&p.to_string()).map(|t| t[0] + t[1]))
+            .sum::<Option<u64>>()
+            .filter(|_| !pids.is_empty())
+    };
+    let before = ticks();
+    let r = run()?;
+    let used = before
+        .zip(ticks())
+        .map(|(b, a)| (a - b) as f64 / super::soak::CLK_TCK * 1e6);
+    Ok((r, used))
 }
 
 /// Every path measured: the first is direct (what the others are held against), the last the
@@ -45,13 +68,24 @@ pub fn measure(paths: &[Path], seconds: u32) -> anyhow::Result<Comparison> {
     // The paths' runs alternate, so a burst of other work on the machine lands on all of them
     // rather than on one whole measurement.
     let mut rounds: Vec<Vec<(WrkResult, WrkResult)>> = vec![Vec::new(); paths.len()];
+    // Per path and concurrency: CPU µs and requests, summed over the rounds.
+    let mut cpu = vec![[(0.0, 0.0); 2]; paths.len()];
+    let mut add = |i: usize, at: usize, r: &WrkResult, used: Option<f64>| {
+        if let Some(us) = used {
+            cpu[i][at].0 += us;
+            cpu[i][at].1 += r.requests_per_sec * f64::from(seconds);
+        }
+    };
     for _ in 0..ROUNDS {
         let mut c1 = Vec::with_capacity(paths.len());
-        for p in paths {
-            c1.push(run(p, 1, seconds)?);
+        for (i, p) in paths.iter().enumerate() {
+            let (r, used) = with_cpu(&p.pids, || run(p, 1, seconds))?;
+            add(i, 0, &r, used);
+            c1.push(r);
         }
         for (i, p) in paths.iter().enumerate() {
-            let c32 = run(p, 32, seconds)?;
+            let (c32, used) = with_cpu(&p.pids, || run(p, 32, seconds))?;
+            add(i, 1, &c32, used);
             for (conns, r) in [(1, c1[i]), (32, c32)] {
                 anyhow::ensure!(
                     r.non_2xx == 0,
@@ -66,10 +100,12 @@ pub fn measure(paths: &[Path], seconds: u32) -> anyhow::Result<Comparison> {
     let paths = paths
         .iter()
         .zip(rounds)
-        .map(|(p, runs)| Measured {
+        .zip(cpu)
+        .map(|((p, runs), cpu)| Measured {
             name: p.name,
             c1: median(runs.iter().map(|r| r.0).collect()),
             c32: median(runs.iter().map(|r| r.1).collect()),
+            cpu_us: (!p.pids.is_empty()).then(|| (cpu[0].0 / cpu[0].1, cpu[1].0 / cpu[1].1)),
         })
         .collect();
     Ok(Comparison { paths })
@@ -132,6 +168,14 @@ impl Comparison {
             "  throughput ratio: {:.2}× direct (target ≥ 0.6×)",
             gateway.c32.requests_per_sec / direct.c32.requests_per_sec
         );
+        for p in &self.paths {
+            if let Some((c1, c32)) = p.cpu_us {
+                println!(
+                    "  {} CPU per request: {c1:.1} µs at 1 conn, {c32:.1} µs at 32 conn",
+                    p.name
+                );
+            }
+        }
     }
 }
 

@@ -156,23 +156,27 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
             name: "direct",
             url: format!("{}{path}", api.url()),
             token: ADMIN_TOKEN.to_string(),
+            pids: Vec::new(),
         }];
         paths.push(compare::Path {
             name: "relay",
             url: format!("{}{path}", relay.url),
             token: ADMIN_TOKEN.to_string(),
+            pids: Vec::new(),
         });
         if let Some(nginx) = &nginx {
             paths.push(compare::Path {
                 name: "nginx",
                 url: format!("{}{path}", nginx.url),
                 token: ADMIN_TOKEN.to_string(),
+                pids: nginx.pids(),
             });
         }
         paths.push(compare::Path {
             name: "gateway",
             url: format!("{}{path}", gw.url),
             token: token.clone(),
+            pids: gw.pid().into_iter().collect(),
         });
         // The wrk runs are blocking: keep them off the runtime that serves the test API server.
         let cmp = tokio::task::spawn_blocking(move || compare::measure(&paths, SECONDS)).await??;

@@ -469,7 +469,7 @@ async fn wait_shipped(
 }
 
 /// `/proc/<pid>/stat` times are in USER_HZ, which Linux fixes at 100 for user space.
-const CLK_TCK: f64 = 100.0;
+pub(crate) const CLK_TCK: f64 = 100.0;
 
 /// The processes whose CPU the soak reports.
 #[derive(Clone, Copy)]
@@ -498,7 +498,7 @@ struct Sample {
 }
 
 /// utime, stime, cutime, cstime of `/proc/<pid>/stat` (fields 14-17).
-fn proc_ticks(pid: &str) -> Option<[u64; 4]> {
+pub(crate) fn proc_ticks(pid: &str) -> Option<[u64; 4]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name in parentheses may hold spaces: count fields after its ')'.
     let rest = stat.get(stat.rfind(')')? + 1..)?;
