@@ -132,7 +132,14 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
     // threads, TLS both ways, nothing recorded.
     let nginx = match gatehouse_tests::nginx_proxy::binary() {
         Ok(_) => {
-            let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+            // GATEHOUSE_BENCH_NGINX_WORKERS overrides the count, to check that another does not
+            // do better here.
+            let workers = std::env::var("GATEHOUSE_BENCH_NGINX_WORKERS")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .filter(|&w| w > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            println!("nginx workers: {workers}");
             Some(gatehouse_tests::nginx_proxy::NginxProxy::start(
                 api.addr(),
                 api.ca_pem(),
