@@ -37,7 +37,7 @@ fn with_cpu(
     let r = run()?;
     let used = before
         .zip(ticks())
-        .map(|(b, a)| (a - b) as f64 / super::soak::CLK_TCK * 1e6);
+        .map(|(b, a)| a.saturating_sub(b) as f64 / super::soak::CLK_TCK * 1e6);
     Ok((r, used))
 }
 
