@@ -24,6 +24,11 @@ pub(super) enum W {
     Raw(BytesMut),
 }
 
+/// Most SPDY bytes in one tunnel message: kube-apiserver's tunnel copies the kubelet's SPDY
+/// byte stream into WebSocket messages a read (up to 32 KiB) at a time, so a message need not
+/// start or end on a frame.
+const TUNNEL_MESSAGE: usize = 32 * 1024;
+
 pub(super) fn spawn_writer<Wr>(mut w: Wr, tunnel: bool) -> mpsc::Sender<W>
 where
     Wr: AsyncWrite + Send + Unpin + 'static,
@@ -33,34 +38,62 @@ where
         let Ok(mut deflater) = HeaderDeflater::new() else {
             return;
         };
+        // Tunnelled SPDY bytes not yet sent as a message.
+        let mut pending = BytesMut::new();
         while let Some(item) = rx.recv().await {
-            let bytes = match item {
-                W::Raw(b) => b,
+            let mut out = BytesMut::new();
+            match item {
+                W::Raw(b) => {
+                    // A WebSocket control frame goes between messages, after what is pending.
+                    cut(&mut pending, &mut out, 0);
+                    out.extend_from_slice(&b);
+                }
                 W::SynReply(id) => {
                     let mut b = BytesMut::new();
                     if spdy::encode_syn_reply(&mut b, &mut deflater, id, 0, &[]).is_err() {
                         return;
                     }
-                    wrap(b, tunnel)
+                    out = spdy_out(b, tunnel, &mut pending, rx.is_empty());
                 }
-                W::Spdy(b) => wrap(b, tunnel),
-            };
-            if w.write_all(&bytes).await.is_err() || w.flush().await.is_err() {
+                W::Spdy(b) => out = spdy_out(b, tunnel, &mut pending, rx.is_empty()),
+            }
+            if out.is_empty() {
+                continue;
+            }
+            if w.write_all(&out).await.is_err() || w.flush().await.is_err() {
                 return;
             }
+        }
+        let mut out = BytesMut::new();
+        cut(&mut pending, &mut out, 0);
+        if !out.is_empty() && w.write_all(&out).await.is_err() {
+            return;
         }
         let _ = w.shutdown().await;
     });
     tx
 }
 
-fn wrap(b: BytesMut, tunnel: bool) -> BytesMut {
+/// What to write for SPDY bytes `b`: the bytes themselves, or, tunnelled, the whole messages they
+/// complete, and the rest of what is pending too once nothing else is queued (`idle`).
+fn spdy_out(b: BytesMut, tunnel: bool, pending: &mut BytesMut, idle: bool) -> BytesMut {
     if !tunnel {
         return b;
     }
-    let mut out = BytesMut::with_capacity(b.len() + 10);
-    ws::encode(&mut out, true, ws::OP_BINARY, &b, None);
+    pending.extend_from_slice(&b);
+    let mut out = BytesMut::new();
+    cut(pending, &mut out, if idle { 0 } else { TUNNEL_MESSAGE });
     out
+}
+
+/// Moves `pending` into `out` as tunnel messages of `TUNNEL_MESSAGE` bytes, leaving fewer than
+/// `keep` bytes (a message's worth or nothing) behind.
+fn cut(pending: &mut BytesMut, out: &mut BytesMut, keep: usize) {
+    while !pending.is_empty() && pending.len() >= keep.max(1) {
+        let n = pending.len().min(TUNNEL_MESSAGE);
+        let message = pending.split_to(n);
+        ws::encode(out, true, ws::OP_BINARY, &message, None);
+    }
 }
 
 /// Reads SPDY frames (unwrapping the WebSocket tunnel if any); answers tunnel pings itself.
@@ -266,4 +299,51 @@ where
     })
     .await;
     drop(wtx);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The WebSocket messages in `out`, in order.
+    fn messages(out: &[u8]) -> Vec<Vec<u8>> {
+        let mut at = 0;
+        let mut found = Vec::new();
+        while let Some((frame, n)) = ws::decode(&out[at..], ws::Sender::Server, MAX).unwrap() {
+            assert!(frame.fin);
+            assert_eq!(frame.opcode, ws::OP_BINARY);
+            found.push(frame.payload.to_vec());
+            at += n;
+        }
+        assert_eq!(at, out.len(), "only whole messages");
+        found
+    }
+
+    /// Tunnelled, SPDY bytes go out in 32 KiB messages that ignore frame boundaries while more
+    /// is queued, and all of it goes once nothing is: as kube-apiserver's tunnel cuts them.
+    #[test]
+    fn the_tunnel_cuts_messages_where_reads_end_not_where_frames_do() {
+        let frame = |fill: u8| BytesMut::from(&vec![fill; TUNNEL_MESSAGE + 8][..]);
+        let mut pending = BytesMut::new();
+        let first = messages(&spdy_out(frame(1), true, &mut pending, false));
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0], vec![1; TUNNEL_MESSAGE]);
+        assert_eq!(
+            pending.len(),
+            8,
+            "the frame's last 8 bytes wait for the next message"
+        );
+        let rest = messages(&spdy_out(frame(2), true, &mut pending, true));
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[0].len(), TUNNEL_MESSAGE);
+        assert_eq!(
+            &rest[0][..8],
+            &[1; 8],
+            "a message starts inside the previous frame"
+        );
+        assert_eq!(rest[1], vec![2; 16]);
+        assert!(pending.is_empty(), "nothing waits once the queue is empty");
+        // Not tunnelled: the frame's bytes as they are.
+        assert_eq!(spdy_out(frame(3), false, &mut pending, false), frame(3));
+    }
 }
