@@ -99,7 +99,7 @@ async fn get(upstream: &Upstream, path: &str) -> anyhow::Result<(StatusCode, Val
 }
 
 #[tokio::test]
-async fn kubeconfig_token_and_ca_data_over_h2() -> anyhow::Result<()> {
+async fn kubeconfig_token_and_ca_data_over_h2_when_asked() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = TestPki::new("cluster ca")?;
     let addr = echo_server(&pki, false).await?;
@@ -109,8 +109,12 @@ async fn kubeconfig_token_and_ca_data_over_h2() -> anyhow::Result<()> {
         "    token: gateway-token",
     );
     let path = write(dir.path(), "config", config)?;
-    let upstream =
-        Upstream::from_args(&args(&["--kubeconfig", path.to_str().unwrap_or_default()])).await?;
+    let upstream = Upstream::from_args(&args(&[
+        "--kubeconfig",
+        path.to_str().unwrap_or_default(),
+        "--upstream-http2=true",
+    ]))
+    .await?;
     assert_eq!(
         upstream.base_url().to_string(),
         format!("https://127.0.0.1:{}/", addr.port())
@@ -219,6 +223,8 @@ async fn kubeconfig_client_certificate() -> anyhow::Result<()> {
     );
     // No token configured: the caller's Authorization is removed, not forwarded.
     assert_eq!(seen["authorization"], Value::Null);
+    // By default ordinary requests go over pooled HTTP/1.1, though the server offers h2.
+    assert_eq!(seen["version"], "HTTP/1.1");
     Ok(())
 }
 

@@ -111,12 +111,12 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         mut args,
         token,
     } = Upstream::start(opts, dir.path()).await?;
-    // Extra gateway flags for every gateway measured, e.g. GATEHOUSE_BENCH_GATEWAY_ARGS=--upstream-http2=false
+    // Extra gateway flags for every gateway measured, e.g. GATEHOUSE_BENCH_GATEWAY_ARGS=--upstream-http2=true
     if let Ok(extra) = std::env::var("GATEHOUSE_BENCH_GATEWAY_ARGS") {
         args.extend(extra.split_whitespace().map(str::to_string));
     }
     // Further settings to compare with the defaults, `;`-separated flag sets, e.g.
-    // GATEHOUSE_BENCH_COMPARE="--worker-threads=1;--upstream-http2=false". Each gets its own
+    // GATEHOUSE_BENCH_COMPARE="--worker-threads=1;--upstream-http2=true". Each gets its own
     // gateway and its own direct runs.
     let variants: Vec<String> = std::env::var("GATEHOUSE_BENCH_COMPARE")
         .unwrap_or_default()
