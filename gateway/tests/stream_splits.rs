@@ -1,11 +1,14 @@
 //! Property: any byte stream, split at any points, decodes through the WebSocket and SPDY/3
 //! parsers into the same frames (and the same error) as when it arrives whole — TCP may cut a
 //! frame anywhere, and the relay must not care. Streams are either encoded frames or noise.
+//! SPDY tunnelled in WebSocket messages cut anywhere demuxes into the same bytes.
 #![allow(clippy::unwrap_used)]
 
 use bytes::{Bytes, BytesMut};
+use gatehouse_gateway::streams::demux::{Demux, Transport};
 use gatehouse_gateway::streams::spdy::{self, HeaderDeflater, HeaderInflater};
 use gatehouse_gateway::streams::ws::{self, Sender};
+use gatehouse_proto::v1::{StreamChannel, StreamDirection};
 use proptest::prelude::*;
 
 /// Decodes `stream` fed in the pieces `cuts` makes of it, as the relay's read loop does.
@@ -202,8 +205,64 @@ fn encode_spdy(frames: &[SpdyFrame]) -> Vec<u8> {
     out.to_vec()
 }
 
+/// Port-forward data frames of `payloads` on one SPDY stream, the tunnel cut into WebSocket
+/// messages at `cuts`, and each message fed in the pieces `reads` makes of the connection.
+fn tunnelled(payloads: &[Vec<u8>], cuts: &[usize], reads: &[usize]) -> (Vec<u8>, usize) {
+    let mut z = HeaderDeflater::new().unwrap();
+    let mut tunnel = BytesMut::new();
+    spdy::encode_syn_stream(
+        &mut tunnel,
+        &mut z,
+        1,
+        0,
+        &[("streamtype", "data"), ("port", "80"), ("requestid", "0")],
+    )
+    .unwrap();
+    for (i, p) in payloads.iter().enumerate() {
+        spdy::encode_data(&mut tunnel, 1, i + 1 == payloads.len(), p);
+    }
+    let mut conn = BytesMut::new();
+    for message in pieces(&tunnel, cuts) {
+        ws::encode(&mut conn, true, ws::OP_BINARY, message, None);
+    }
+    let mut demux = Demux::new(
+        StreamDirection::FromContainer,
+        gatehouse_gateway::streams::channel::Kind::PortForward,
+        Transport::SpdyOverWebSocket,
+        vec![],
+        1 << 16,
+        Default::default(),
+    );
+    let (mut data, mut closes, mut pending) = (Vec::new(), 0, BytesMut::new());
+    for read in pieces(&conn, reads) {
+        pending.extend_from_slice(read);
+        let fed = demux.feed_shared(&pending.clone().freeze()).unwrap();
+        let _ = pending.split_to(fed.used);
+        for p in fed.pieces {
+            match p.channel {
+                StreamChannel::PortData => data.extend_from_slice(&p.data),
+                StreamChannel::Close => closes += 1,
+                other => panic!("unexpected channel {other:?}"),
+            }
+        }
+    }
+    assert!(pending.is_empty());
+    (data, closes)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn tunnelled_spdy_demuxes_the_same_however_cut(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..3000), 1..6),
+        cuts in prop::collection::vec(any::<usize>(), 0..40),
+        reads in prop::collection::vec(any::<usize>(), 0..10),
+    ) {
+        let (data, closes) = tunnelled(&payloads, &cuts, &reads);
+        prop_assert_eq!(data, payloads.concat());
+        prop_assert_eq!(closes, 1);
+    }
 
     #[test]
     fn websocket_frames_survive_any_split(

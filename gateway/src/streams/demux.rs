@@ -122,7 +122,9 @@ pub struct Demux {
     ports: Vec<u32>,
     assembler: Assembler,
     inflater: HeaderInflater,
-    tunnel: BytesMut,
+    /// The start of a tunnelled SPDY frame that the WebSocket messages so far left unfinished,
+    /// as slices of those messages (see `finish_straddling`).
+    tunnel: Vec<Bytes>,
     max_frame: usize,
     shared: Arc<Mutex<Shared>>,
 }
@@ -143,7 +145,7 @@ impl Demux {
             ports,
             assembler: Assembler::new(max_frame),
             inflater: HeaderInflater::default(),
-            tunnel: BytesMut::new(),
+            tunnel: Vec::new(),
             max_frame,
             shared,
         }
@@ -232,18 +234,23 @@ impl Demux {
                         }
                         _ => continue,
                     };
-                    // SPDY frames inside the tunnel may span messages: decode what is whole,
-                    // straight from the message when nothing of an earlier one is left over,
-                    // and keep (copy) only the unfinished rest.
-                    let tunnel = if self.tunnel.is_empty() {
+                    // SPDY frames inside the tunnel may span messages (kube-apiserver cuts
+                    // its tunnel where reads end): finish a frame left over from earlier
+                    // messages, then decode what is whole straight from this one, and keep the
+                    // unfinished rest as a slice. Nothing is copied but a straddling control
+                    // frame.
+                    let message = if self.tunnel.is_empty() {
                         message
                     } else {
-                        self.tunnel.extend_from_slice(&message);
-                        self.tunnel.split().freeze()
+                        self.tunnel.push(message);
+                        match self.finish_straddling(&mut fed.pieces)? {
+                            Some(rest) => rest,
+                            None => continue,
+                        }
                     };
                     let mut at = 0;
                     while let Some((frame, n)) = spdy::decode_shared(
-                        &tunnel.slice(at..),
+                        &message.slice(at..),
                         &mut self.inflater,
                         self.max_frame,
                     )? {
@@ -251,7 +258,9 @@ impl Demux {
                         let mut closed = false;
                         self.spdy_frame(frame, &mut fed.pieces, &mut closed)?;
                     }
-                    self.tunnel.extend_from_slice(&tunnel[at..]);
+                    if at < message.len() {
+                        self.tunnel.push(message.slice(at..));
+                    }
                 }
             }
         }
@@ -353,6 +362,75 @@ impl Demux {
         Ok(())
     }
 
+    /// Handles the tunnelled SPDY frame that starts in `self.tunnel`'s first slice once the
+    /// slices hold all of it, and returns what follows it in the last slice (`None`: still
+    /// unfinished). A data frame's payload goes out as one piece per slice it lies in, so the
+    /// bulk bytes are never copied; the recorder merges neighbouring pieces again.
+    fn finish_straddling(&mut self, pieces: &mut Vec<Piece>) -> Result<Option<Bytes>, DemuxError> {
+        let total: usize = self.tunnel.iter().map(Bytes::len).sum();
+        let mut head = [0u8; spdy::HEAD_LEN];
+        if total < head.len() {
+            return Ok(None);
+        }
+        copy_front(&self.tunnel, &mut head);
+        let spdy::Head { len, data } = spdy::Head::parse(&head, self.max_frame)?;
+        let whole = spdy::HEAD_LEN + len;
+        if total < whole {
+            // Many tiny messages must not pin one allocation each: past a few, join them
+            // (bounded by the frame limit, like any frame being read).
+            if self.tunnel.len() > MAX_TUNNEL_SLICES {
+                let mut joined = BytesMut::with_capacity(total);
+                for b in self.tunnel.drain(..) {
+                    joined.extend_from_slice(&b);
+                }
+                self.tunnel.push(joined.freeze());
+            }
+            return Ok(None);
+        }
+        let slices = std::mem::take(&mut self.tunnel);
+        let mut closed = false;
+        let Some((stream_id, fin)) = data else {
+            // A control frame: small, so gather it and decode as usual.
+            let mut frame = BytesMut::with_capacity(whole);
+            for b in &slices {
+                let take = (whole - frame.len()).min(b.len());
+                frame.extend_from_slice(&b[..take]);
+            }
+            let frame = frame.freeze();
+            if let Some((frame, _)) =
+                spdy::decode_shared(&frame, &mut self.inflater, self.max_frame)?
+            {
+                self.spdy_frame(frame, pieces, &mut closed)?;
+            }
+            return Ok(Some(rest_after(&slices, whole)));
+        };
+        // The payload's parts: bytes [HEAD_LEN, whole) of the slices laid end to end.
+        let mut parts = Vec::with_capacity(slices.len());
+        let mut start = 0;
+        for b in &slices {
+            let end = start + b.len();
+            let from = spdy::HEAD_LEN.max(start);
+            let to = whole.min(end);
+            if from < to {
+                parts.push(b.slice(from - start..to - start));
+            }
+            start = end;
+        }
+        let last = parts.len().saturating_sub(1);
+        if parts.is_empty() {
+            parts.push(Bytes::new());
+        }
+        for (i, data) in parts.into_iter().enumerate() {
+            let frame = spdy::Frame::Data {
+                stream_id,
+                fin: fin && i == last,
+                data,
+            };
+            self.spdy_frame(frame, pieces, &mut closed)?;
+        }
+        Ok(Some(rest_after(&slices, whole)))
+    }
+
     /// Handles one SPDY frame; returns true when the frame is an echo of a gateway ping.
     fn spdy_frame(
         &mut self,
@@ -431,6 +509,32 @@ impl Demux {
             | spdy::Frame::Unknown(_) => {}
         }
         Ok(false)
+    }
+}
+
+/// Slices held for one unfinished tunnelled frame before they are joined into one.
+const MAX_TUNNEL_SLICES: usize = 16;
+
+/// Fills `out` from the front of `slices` laid end to end (they hold at least `out.len()`).
+fn copy_front(slices: &[Bytes], out: &mut [u8]) {
+    let mut filled = 0;
+    for b in slices {
+        let take = (out.len() - filled).min(b.len());
+        out[filled..filled + take].copy_from_slice(&b[..take]);
+        filled += take;
+        if filled == out.len() {
+            return;
+        }
+    }
+}
+
+/// What follows the first `whole` bytes of `slices` laid end to end: the frame that ends in
+/// the last slice leaves only that slice's tail.
+fn rest_after(slices: &[Bytes], whole: usize) -> Bytes {
+    let total: usize = slices.iter().map(Bytes::len).sum();
+    match slices.last() {
+        Some(last) => last.slice(last.len().saturating_sub(total - whole)..),
+        None => Bytes::new(),
     }
 }
 
@@ -659,18 +763,89 @@ mod tests {
         );
         let fed = d.feed(&b).unwrap();
         assert_eq!(fed.used, b.len());
-        assert_eq!(fed.pieces.len(), 1);
-        assert_eq!(fed.pieces[0].channel, StreamChannel::PortData);
-        assert_eq!(fed.pieces[0].port, 8080);
-        assert_eq!(fed.pieces[0].connection, "0");
+        // The data frame straddles the messages: its payload comes as the two parts.
+        assert_eq!(fed.pieces.len(), 2);
+        for p in &fed.pieces {
+            assert_eq!(p.channel, StreamChannel::PortData);
+            assert_eq!(p.port, 8080);
+            assert_eq!(p.connection, "0");
+        }
+        let data: Vec<u8> = fed.pieces.iter().flat_map(|p| p.data.to_vec()).collect();
+        assert_eq!(data, b"ping");
         let mut bad = BytesMut::new();
         bad.put_slice(b"GET / HTTP/1.1\r\n\r\n");
         assert!(d.feed(&bad).is_err());
     }
 
+    /// A peer may send the tunnel a byte per message: the frames still come out whole and in
+    /// order (the held slices are joined past a few), and an oversized frame is refused as
+    /// soon as its head has arrived.
+    #[test]
+    fn tunnelled_spdy_a_byte_per_message() {
+        let mut z = spdy::HeaderDeflater::new().unwrap();
+        let mut inner = BytesMut::new();
+        spdy::encode_syn_stream(
+            &mut inner,
+            &mut z,
+            1,
+            0,
+            &[("streamtype", "data"), ("port", "8080"), ("requestid", "0")],
+        )
+        .unwrap();
+        let payload: Vec<u8> = (0..200u8).collect();
+        spdy::encode_data(&mut inner, 1, false, &payload);
+        spdy::encode_data(&mut inner, 1, true, b"end");
+        let mut b = BytesMut::new();
+        for byte in inner.iter() {
+            ws::encode(&mut b, true, ws::OP_BINARY, &[*byte], None);
+        }
+        let mut d = Demux::new(
+            StreamDirection::FromContainer,
+            Kind::PortForward,
+            Transport::SpdyOverWebSocket,
+            vec![],
+            1 << 20,
+            Arc::default(),
+        );
+        let fed = d.feed_shared(&b.freeze()).unwrap();
+        let data: Vec<u8> = fed
+            .pieces
+            .iter()
+            .filter(|p| p.channel == StreamChannel::PortData)
+            .flat_map(|p| p.data.to_vec())
+            .collect();
+        assert_eq!(data, [&payload[..], b"end"].concat());
+        assert_eq!(
+            fed.pieces.last().map(|p| p.channel),
+            Some(StreamChannel::Close)
+        );
+
+        let mut d = Demux::new(
+            StreamDirection::FromContainer,
+            Kind::PortForward,
+            Transport::SpdyOverWebSocket,
+            vec![],
+            100,
+            Arc::default(),
+        );
+        let mut big = BytesMut::new();
+        spdy::encode_data(&mut big, 1, false, &payload);
+        let mut b = BytesMut::new();
+        ws::encode(&mut b, true, ws::OP_BINARY, &big[..3], None);
+        ws::encode(&mut b, true, ws::OP_BINARY, &big[3..9], None);
+        let err = d.feed_shared(&b.freeze()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DemuxError::Spdy(SpdyError::TooLarge { len: 200, max: 100 })
+            ),
+            "{err}"
+        );
+    }
+
     /// The relay's zero-copy feed finds the same pieces as the copying one wherever the
-    /// tunnelled SPDY frames are cut across WebSocket messages, and slices whole frames out of
-    /// the input instead of copying them.
+    /// tunnelled SPDY frames are cut across WebSocket messages, and slices every payload out of
+    /// the input instead of copying it, even of a frame cut in two.
     #[test]
     fn shared_feed_matches_copying_feed_for_tunnelled_spdy_at_every_cut() {
         let mut z = spdy::HeaderDeflater::new().unwrap();
@@ -716,16 +891,26 @@ mod tests {
             assert_eq!(summary(&sliced), summary(&copied), "cut at {cut}");
             let data: Vec<u8> = sliced.pieces.iter().flat_map(|p| p.data.to_vec()).collect();
             assert_eq!(data, b"firstsecondthird\x00", "cut at {cut}");
+            let range = shared.as_ptr_range();
+            for p in sliced
+                .pieces
+                .iter()
+                .filter(|p| p.channel == StreamChannel::PortData)
+            {
+                assert!(
+                    range.contains(&p.data.as_ptr()),
+                    "cut at {cut}: a payload was copied"
+                );
+            }
+            let fins = sliced
+                .pieces
+                .iter()
+                .filter(|p| p.channel == StreamChannel::Close)
+                .count();
+            assert_eq!(fins, 1, "cut at {cut}: the stream ends once");
             if cut == opened {
-                // Every data frame sits whole in the second message: no copies.
-                let range = shared.as_ptr_range();
-                for p in sliced
-                    .pieces
-                    .iter()
-                    .filter(|p| p.channel == StreamChannel::PortData)
-                {
-                    assert!(range.contains(&p.data.as_ptr()), "a payload was copied");
-                }
+                // Every data frame sits whole in the second message: one piece each.
+                assert_eq!(sliced.pieces.len(), 4);
             }
         }
     }

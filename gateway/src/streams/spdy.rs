@@ -112,6 +112,30 @@ pub fn decode_shared(
     decode_with(buf, inflater, max, |r| buf.slice(r))
 }
 
+/// What a frame's first 8 bytes say, all a reader needs before the rest has arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Payload bytes after the head.
+    pub len: usize,
+    /// `(stream_id, fin)` of a data frame; `None` for a control frame.
+    pub data: Option<(u32, bool)>,
+}
+
+pub const HEAD_LEN: usize = 8;
+
+impl Head {
+    /// Reads a frame head, refusing a payload longer than `max`.
+    pub fn parse(head: &[u8; HEAD_LEN], max: usize) -> Result<Head, SpdyError> {
+        let len = (usize::from(head[5]) << 16) | (usize::from(head[6]) << 8) | usize::from(head[7]);
+        if len > max {
+            return Err(SpdyError::TooLarge { len, max });
+        }
+        let data =
+            (head[0] & 0x80 == 0).then(|| (u32_at(head, 0) & 0x7FFF_FFFF, head[4] & FLAG_FIN != 0));
+        Ok(Head { len, data })
+    }
+}
+
 /// `payload` turns the range of a data frame's payload within `buf` into its bytes.
 fn decode_with(
     buf: &[u8],
@@ -119,26 +143,22 @@ fn decode_with(
     max: usize,
     payload: impl FnOnce(std::ops::Range<usize>) -> Bytes,
 ) -> Result<Option<(Frame, usize)>, SpdyError> {
-    if buf.len() < 8 {
+    let Some(head) = buf.first_chunk::<HEAD_LEN>() else {
         return Ok(None);
-    }
-    let len = (usize::from(buf[5]) << 16) | (usize::from(buf[6]) << 8) | usize::from(buf[7]);
-    if len > max {
-        return Err(SpdyError::TooLarge { len, max });
-    }
-    if buf.len() < 8 + len {
+    };
+    let Head { len, data } = Head::parse(head, max)?;
+    if buf.len() < HEAD_LEN + len {
         return Ok(None);
     }
     let flags = buf[4];
-    let body = &buf[8..8 + len];
-    let used = 8 + len;
-    if buf[0] & 0x80 == 0 {
-        let stream_id = u32_at(buf, 0) & 0x7FFF_FFFF;
+    let body = &buf[HEAD_LEN..HEAD_LEN + len];
+    let used = HEAD_LEN + len;
+    if let Some((stream_id, fin)) = data {
         return Ok(Some((
             Frame::Data {
                 stream_id,
-                fin: flags & FLAG_FIN != 0,
-                data: payload(8..8 + len),
+                fin,
+                data: payload(HEAD_LEN..used),
             },
             used,
         )));
