@@ -122,9 +122,9 @@ pub struct Demux {
     ports: Vec<u32>,
     assembler: Assembler,
     inflater: HeaderInflater,
-    /// The start of a tunnelled SPDY frame that the WebSocket messages so far left unfinished,
-    /// as slices of those messages (see `finish_straddling`).
-    tunnel: Vec<Bytes>,
+    /// The start of a tunnelled SPDY frame that the WebSocket messages so far left unfinished
+    /// (see `finish_straddling`).
+    tunnel: BytesMut,
     max_frame: usize,
     shared: Arc<Mutex<Shared>>,
 }
@@ -145,7 +145,7 @@ impl Demux {
             ports,
             assembler: Assembler::new(max_frame),
             inflater: HeaderInflater::default(),
-            tunnel: Vec::new(),
+            tunnel: BytesMut::new(),
             max_frame,
             shared,
         }
@@ -236,14 +236,11 @@ impl Demux {
                     };
                     // SPDY frames inside the tunnel may span messages (kube-apiserver cuts
                     // its tunnel where reads end): finish a frame left over from earlier
-                    // messages, then decode what is whole straight from this one, and keep the
-                    // unfinished rest as a slice. Nothing is copied but a straddling control
-                    // frame.
+                    // messages, then decode what is whole straight from this one.
                     let message = if self.tunnel.is_empty() {
                         message
                     } else {
-                        self.tunnel.push(message);
-                        match self.finish_straddling(&mut fed.pieces)? {
+                        match self.finish_straddling(message, &mut fed.pieces)? {
                             Some(rest) => rest,
                             None => continue,
                         }
@@ -258,9 +255,9 @@ impl Demux {
                         let mut closed = false;
                         self.spdy_frame(frame, &mut fed.pieces, &mut closed)?;
                     }
-                    if at < message.len() {
-                        self.tunnel.push(message.slice(at..));
-                    }
+                    // The unfinished rest is copied, not sliced: a slice would keep the
+                    // relay's whole read buffer from being reused (`relay::unforwarded`).
+                    self.tunnel.extend_from_slice(&message[at..]);
                 }
             }
         }
@@ -362,73 +359,61 @@ impl Demux {
         Ok(())
     }
 
-    /// Handles the tunnelled SPDY frame that starts in `self.tunnel`'s first slice once the
-    /// slices hold all of it, and returns what follows it in the last slice (`None`: still
-    /// unfinished). A data frame's payload goes out as one piece per slice it lies in, so the
-    /// bulk bytes are never copied; the recorder merges neighbouring pieces again.
-    fn finish_straddling(&mut self, pieces: &mut Vec<Piece>) -> Result<Option<Bytes>, DemuxError> {
-        let total: usize = self.tunnel.iter().map(Bytes::len).sum();
+    /// Finishes the tunnelled SPDY frame begun in `self.tunnel` with the front of `message`
+    /// once they hold all of it, and returns the rest of `message` (`None`: still unfinished,
+    /// and `message` was taken in). A data frame's payload goes out as two pieces, the held
+    /// part and a slice of `message`, so the bulk of each message is never copied; the
+    /// recorder merges neighbouring pieces again.
+    fn finish_straddling(
+        &mut self,
+        message: Bytes,
+        pieces: &mut Vec<Piece>,
+    ) -> Result<Option<Bytes>, DemuxError> {
+        let held = self.tunnel.len();
         let mut head = [0u8; spdy::HEAD_LEN];
-        if total < head.len() {
+        if held + message.len() < head.len() {
+            self.tunnel.extend_from_slice(&message);
             return Ok(None);
         }
-        copy_front(&self.tunnel, &mut head);
+        let from_held = held.min(head.len());
+        head[..from_held].copy_from_slice(&self.tunnel[..from_held]);
+        head[from_held..].copy_from_slice(&message[..spdy::HEAD_LEN - from_held]);
         let spdy::Head { len, data } = spdy::Head::parse(&head, self.max_frame)?;
         let whole = spdy::HEAD_LEN + len;
-        if total < whole {
-            // Many tiny messages must not pin one allocation each: past a few, join them
-            // (bounded by the frame limit, like any frame being read).
-            if self.tunnel.len() > MAX_TUNNEL_SLICES {
-                let mut joined = BytesMut::with_capacity(total);
-                for b in self.tunnel.drain(..) {
-                    joined.extend_from_slice(&b);
-                }
-                self.tunnel.push(joined.freeze());
-            }
+        if held + message.len() < whole {
+            self.tunnel.extend_from_slice(&message);
             return Ok(None);
         }
-        let slices = std::mem::take(&mut self.tunnel);
+        // `held < whole` always: a frame is finished as soon as its bytes are in.
+        let need = whole - held;
         let mut closed = false;
         let Some((stream_id, fin)) = data else {
             // A control frame: small, so gather it and decode as usual.
-            let mut frame = BytesMut::with_capacity(whole);
-            for b in &slices {
-                let take = (whole - frame.len()).min(b.len());
-                frame.extend_from_slice(&b[..take]);
-            }
-            let frame = frame.freeze();
+            self.tunnel.extend_from_slice(&message[..need]);
+            let frame = self.tunnel.split().freeze();
             if let Some((frame, _)) =
                 spdy::decode_shared(&frame, &mut self.inflater, self.max_frame)?
             {
                 self.spdy_frame(frame, pieces, &mut closed)?;
             }
-            return Ok(Some(rest_after(&slices, whole)));
+            return Ok(Some(message.slice(need..)));
         };
-        // The payload's parts: bytes [HEAD_LEN, whole) of the slices laid end to end.
-        let mut parts = Vec::with_capacity(slices.len());
-        let mut start = 0;
-        for b in &slices {
-            let end = start + b.len();
-            let from = spdy::HEAD_LEN.max(start);
-            let to = whole.min(end);
-            if from < to {
-                parts.push(b.slice(from - start..to - start));
-            }
-            start = end;
-        }
-        let last = parts.len().saturating_sub(1);
-        if parts.is_empty() {
-            parts.push(Bytes::new());
-        }
+        let first = self.tunnel.split().freeze();
+        let first = first.slice(first.len().min(spdy::HEAD_LEN)..);
+        let second = message.slice(spdy::HEAD_LEN.saturating_sub(held)..need);
+        let parts = [first, second];
+        let last = parts.iter().rposition(|p| !p.is_empty());
         for (i, data) in parts.into_iter().enumerate() {
-            let frame = spdy::Frame::Data {
-                stream_id,
-                fin: fin && i == last,
-                data,
-            };
-            self.spdy_frame(frame, pieces, &mut closed)?;
+            if !data.is_empty() || (i == 1 && last.is_none()) {
+                let frame = spdy::Frame::Data {
+                    stream_id,
+                    fin: fin && last.is_none_or(|l| l == i),
+                    data,
+                };
+                self.spdy_frame(frame, pieces, &mut closed)?;
+            }
         }
-        Ok(Some(rest_after(&slices, whole)))
+        Ok(Some(message.slice(need..)))
     }
 
     /// Handles one SPDY frame; returns true when the frame is an echo of a gateway ping.
@@ -509,32 +494,6 @@ impl Demux {
             | spdy::Frame::Unknown(_) => {}
         }
         Ok(false)
-    }
-}
-
-/// Slices held for one unfinished tunnelled frame before they are joined into one.
-const MAX_TUNNEL_SLICES: usize = 16;
-
-/// Fills `out` from the front of `slices` laid end to end (they hold at least `out.len()`).
-fn copy_front(slices: &[Bytes], out: &mut [u8]) {
-    let mut filled = 0;
-    for b in slices {
-        let take = (out.len() - filled).min(b.len());
-        out[filled..filled + take].copy_from_slice(&b[..take]);
-        filled += take;
-        if filled == out.len() {
-            return;
-        }
-    }
-}
-
-/// What follows the first `whole` bytes of `slices` laid end to end: the frame that ends in
-/// the last slice leaves only that slice's tail.
-fn rest_after(slices: &[Bytes], whole: usize) -> Bytes {
-    let total: usize = slices.iter().map(Bytes::len).sum();
-    match slices.last() {
-        Some(last) => last.slice(last.len().saturating_sub(total - whole)..),
-        None => Bytes::new(),
     }
 }
 
@@ -778,8 +737,7 @@ mod tests {
     }
 
     /// A peer may send the tunnel a byte per message: the frames still come out whole and in
-    /// order (the held slices are joined past a few), and an oversized frame is refused as
-    /// soon as its head has arrived.
+    /// order, and an oversized frame is refused as soon as its head has arrived.
     #[test]
     fn tunnelled_spdy_a_byte_per_message() {
         let mut z = spdy::HeaderDeflater::new().unwrap();
@@ -845,7 +803,7 @@ mod tests {
 
     /// The relay's zero-copy feed finds the same pieces as the copying one wherever the
     /// tunnelled SPDY frames are cut across WebSocket messages, and slices every payload out of
-    /// the input instead of copying it, even of a frame cut in two.
+    /// the input but the part of a frame held over from the first message.
     #[test]
     fn shared_feed_matches_copying_feed_for_tunnelled_spdy_at_every_cut() {
         let mut z = spdy::HeaderDeflater::new().unwrap();
@@ -886,21 +844,24 @@ mod tests {
                 )
             };
             let copied = fresh().feed(&b).unwrap();
-            let sliced = fresh().feed_shared(&shared).unwrap();
+            let mut demux = fresh();
+            let sliced = demux.feed_shared(&shared).unwrap();
             assert_eq!(sliced.used, b.len());
             assert_eq!(summary(&sliced), summary(&copied), "cut at {cut}");
             let data: Vec<u8> = sliced.pieces.iter().flat_map(|p| p.data.to_vec()).collect();
             assert_eq!(data, b"firstsecondthird\x00", "cut at {cut}");
+            // Only the part of a frame held over from the first message is a copy; all that
+            // arrives in the second is sliced from the input.
             let range = shared.as_ptr_range();
-            for p in sliced
+            let copied: Vec<&Piece> = sliced
                 .pieces
                 .iter()
                 .filter(|p| p.channel == StreamChannel::PortData)
-            {
-                assert!(
-                    range.contains(&p.data.as_ptr()),
-                    "cut at {cut}: a payload was copied"
-                );
+                .filter(|p| !range.contains(&p.data.as_ptr()))
+                .collect();
+            assert!(copied.len() <= 1, "cut at {cut}: {} copies", copied.len());
+            if let Some(p) = copied.first() {
+                assert!(p.data.len() < cut, "cut at {cut}");
             }
             let fins = sliced
                 .pieces
@@ -912,6 +873,14 @@ mod tests {
                 // Every data frame sits whole in the second message: one piece each.
                 assert_eq!(sliced.pieces.len(), 4);
             }
+            // Once the pieces are recorded, the demux holds nothing of the input, so the relay
+            // reuses its read buffer (`relay::unforwarded`).
+            drop(sliced);
+            assert!(
+                shared.try_into_mut().is_ok(),
+                "cut at {cut}: input still held"
+            );
+            drop(demux);
         }
     }
 }
