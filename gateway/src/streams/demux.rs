@@ -736,10 +736,8 @@ mod tests {
         assert!(d.feed(&bad).is_err());
     }
 
-    /// A peer may send the tunnel a byte per message: the frames still come out whole and in
-    /// order, and an oversized frame is refused as soon as its head has arrived.
-    #[test]
-    fn tunnelled_spdy_a_byte_per_message() {
+    /// SPDY bytes opening port-forward data stream 1 (port 8080, connection 0).
+    fn opened_data_stream() -> BytesMut {
         let mut z = spdy::HeaderDeflater::new().unwrap();
         let mut inner = BytesMut::new();
         spdy::encode_syn_stream(
@@ -750,6 +748,14 @@ mod tests {
             &[("streamtype", "data"), ("port", "8080"), ("requestid", "0")],
         )
         .unwrap();
+        inner
+    }
+
+    /// A peer may send the tunnel a byte per message: the frames still come out whole and in
+    /// order, and an oversized frame is refused as soon as its head has arrived.
+    #[test]
+    fn tunnelled_spdy_a_byte_per_message() {
+        let mut inner = opened_data_stream();
         let payload: Vec<u8> = (0..200u8).collect();
         spdy::encode_data(&mut inner, 1, false, &payload);
         spdy::encode_data(&mut inner, 1, true, b"end");
@@ -806,16 +812,7 @@ mod tests {
     /// the input but the part of a frame held over from the first message.
     #[test]
     fn shared_feed_matches_copying_feed_for_tunnelled_spdy_at_every_cut() {
-        let mut z = spdy::HeaderDeflater::new().unwrap();
-        let mut inner = BytesMut::new();
-        spdy::encode_syn_stream(
-            &mut inner,
-            &mut z,
-            1,
-            0,
-            &[("streamtype", "data"), ("port", "8080"), ("requestid", "0")],
-        )
-        .unwrap();
+        let mut inner = opened_data_stream();
         let opened = inner.len();
         spdy::encode_data(&mut inner, 1, false, b"first");
         spdy::encode_data(&mut inner, 1, false, b"second");
