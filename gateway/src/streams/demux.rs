@@ -398,21 +398,27 @@ impl Demux {
             }
             return Ok(Some(message.slice(need..)));
         };
-        let first = self.tunnel.split().freeze();
-        let first = first.slice(first.len().min(spdy::HEAD_LEN)..);
-        let second = message.slice(spdy::HEAD_LEN.saturating_sub(held)..need);
-        let parts = [first, second];
-        let last = parts.iter().rposition(|p| !p.is_empty());
-        for (i, data) in parts.into_iter().enumerate() {
-            if !data.is_empty() || (i == 1 && last.is_none()) {
-                let frame = spdy::Frame::Data {
-                    stream_id,
-                    fin: fin && last.is_none_or(|l| l == i),
-                    data,
-                };
-                self.spdy_frame(frame, pieces, &mut closed)?;
-            }
+        // The payload held over (none while the head itself was still arriving)...
+        let held_payload = self
+            .tunnel
+            .split()
+            .freeze()
+            .split_off(held.min(spdy::HEAD_LEN));
+        if !held_payload.is_empty() {
+            let frame = spdy::Frame::Data {
+                stream_id,
+                fin: false,
+                data: held_payload,
+            };
+            self.spdy_frame(frame, pieces, &mut closed)?;
         }
+        // ...and the rest, which always ends in this message (`need > 0`), so it carries `fin`.
+        let frame = spdy::Frame::Data {
+            stream_id,
+            fin,
+            data: message.slice(spdy::HEAD_LEN.saturating_sub(held)..need),
+        };
+        self.spdy_frame(frame, pieces, &mut closed)?;
         Ok(Some(message.slice(need..)))
     }
 
