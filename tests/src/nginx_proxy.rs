@@ -155,7 +155,7 @@ impl NginxProxy {
 
     /// What nginx logged (startup errors name the directive at fault).
     pub fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+        error_log(self.dir.path())
     }
 }
 
@@ -178,7 +178,7 @@ impl Drop for NginxProxy {
 
 /// Waits until nginx accepts connections on `port`, or says why it could not.
 fn wait_listening(child: &mut Child, port: u16, dir: &Path) -> anyhow::Result<()> {
-    let log = || std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+    let log = || error_log(dir);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait()? {
@@ -190,4 +190,9 @@ fn wait_listening(child: &mut Child, port: u16, dir: &Path) -> anyhow::Result<()
         std::thread::sleep(Duration::from_millis(20));
     }
     anyhow::bail!("nginx did not listen within 10 s: {}", log())
+}
+
+/// The error log of the nginx configured in `dir` (see `config`).
+fn error_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
 }

@@ -105,7 +105,10 @@ pub fn measure(paths: &[Path], seconds: u32) -> anyhow::Result<Comparison> {
             name: p.name,
             c1: median(runs.iter().map(|r| r.0).collect()),
             c32: median(runs.iter().map(|r| r.1).collect()),
-            cpu_us: (!p.pids.is_empty()).then(|| (cpu[0].0 / cpu[0].1, cpu[1].0 / cpu[1].1)),
+            // Only where CPU time was read for requests at both concurrencies (a path with no
+            // pids, or whose /proc could not be read, has none).
+            cpu_us: (cpu[0].1 > 0.0 && cpu[1].1 > 0.0)
+                .then(|| (cpu[0].0 / cpu[0].1, cpu[1].0 / cpu[1].1)),
         })
         .collect();
     Ok(Comparison { paths })
