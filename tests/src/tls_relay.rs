@@ -25,6 +25,9 @@ pub enum Keep {
     WriteSha256(PathBuf),
 }
 
+/// The name of the relay's runtime threads, by which benches find their CPU time.
+pub const TLS_RELAY_THREADS: &str = "tls-relay";
+
 /// A running relay on its own runtime (two worker threads, like the gateway on this machine),
 /// so it does not share threads with the test API server it fronts.
 pub struct TlsRelay {
@@ -65,7 +68,7 @@ impl TlsRelay {
             .with_no_client_auth();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name("tls-relay")
+            .thread_name(TLS_RELAY_THREADS)
             .enable_all()
             .build()?;
         // Bound here (callers are often inside another runtime) and handed to the relay's own.
@@ -74,7 +77,7 @@ impl TlsRelay {
         let url = format!("https://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
-            .name("tls-relay".into())
+            .name(TLS_RELAY_THREADS.into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {

@@ -738,10 +738,9 @@ struct CpuTimes {
 
 impl CpuTimes {
     fn now() -> Self {
-        let tick = 100.0; // USER_HZ on Linux
         let me = std::process::id();
         let mut t = CpuTimes {
-            bench: proc_cpu(me).map_or(0.0, |(_, c)| c / tick),
+            bench: super::procfs::process_cpu(me),
             collector: 0.0,
             fixture: 0.0,
         };
@@ -756,16 +755,16 @@ impl CpuTimes {
             else {
                 continue;
             };
-            let Some((ppid, cpu)) = proc_cpu(pid) else {
+            let Some(stat) = super::procfs::Stat::read(pid) else {
                 continue;
             };
-            if ppid != me {
+            if stat.ppid != me {
                 continue;
             }
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            match comm.trim() {
-                "collector" => t.collector += cpu / tick,
-                c if c.starts_with("python") => t.fixture += cpu / tick,
+            let cpu = stat.ticks() as f64 / super::procfs::CLK_TCK;
+            match stat.comm.as_str() {
+                "collector" => t.collector += cpu,
+                c if c.starts_with("python") => t.fixture += cpu,
                 _ => {}
             }
         }
@@ -779,18 +778,6 @@ impl CpuTimes {
             fixture: self.fixture - before.fixture,
         }
     }
-}
-
-/// (parent pid, utime + stime in ticks) of `pid`.
-fn proc_cpu(pid: u32) -> Option<(u32, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name, which may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ppid = f.get(1)?.parse().ok()?;
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((ppid, utime + stime))
 }
 
 type JsonSender = hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>;

@@ -3,6 +3,7 @@
 // `bench collector`: ingest rate, queryable lag, listing and replay start against ClickHouse.
 pub mod collector;
 mod compare;
+pub(crate) mod procfs;
 mod rss;
 // `bench soak`: 200 get/list clients, 20 exec sessions, 5 watches through gateway, collector and
 // ClickHouse; verdicts on errors, p99 drift, RSS, journal and ClickHouse rows.
@@ -41,6 +42,14 @@ pub(crate) fn run_release(
         return Ok(());
     }
     body()
+}
+
+/// Extra gateway flags for every gateway a bench measures, e.g.
+/// `GATEHOUSE_BENCH_GATEWAY_ARGS=--upstream-http2=true` (`bench gateway` and `bench streams`).
+pub(crate) fn extra_gateway_args() -> Vec<String> {
+    std::env::var("GATEHOUSE_BENCH_GATEWAY_ARGS")
+        .map(|extra| extra.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// Runs an async bench body on a multi-thread runtime (the servers it starts need one).
@@ -111,10 +120,7 @@ async fn run(tools: &std::path::Path) -> anyhow::Result<()> {
         mut args,
         token,
     } = Upstream::start(opts, dir.path()).await?;
-    // Extra gateway flags for every gateway measured, e.g. GATEHOUSE_BENCH_GATEWAY_ARGS=--upstream-http2=true
-    if let Ok(extra) = std::env::var("GATEHOUSE_BENCH_GATEWAY_ARGS") {
-        args.extend(extra.split_whitespace().map(str::to_string));
-    }
+    args.extend(extra_gateway_args());
     // Further settings to compare with the defaults, `;`-separated flag sets, e.g.
     // GATEHOUSE_BENCH_COMPARE="--worker-threads=1;--upstream-http2=true". Each gets its own
     // gateway and its own direct runs.

@@ -1,6 +1,7 @@
 //! `cargo xtask bench policy`: masking CPU of the real gateway process (a 10 MiB Secret list
 //! against the same ConfigMap list, a 1 GiB log stream with and without detectors), the masking
 //! code alone against a copy, and policy evaluation time per request with 1,000 rules.
+use crate::bench::procfs;
 use anyhow::Context;
 use gatehouse_gateway::transcript::mask::Masker;
 use gatehouse_policy::{MaskSpec, Request};
@@ -72,15 +73,7 @@ fn thread_cpu() -> Duration {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
+    procfs::rss_kib("self").unwrap_or(0)
 }
 
 struct Run {
@@ -486,13 +479,13 @@ async fn measure_gateway(
     work: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<(Duration, u64, u64)> {
     let pid = gw.pid().context("the gateway has no pid")?;
-    let start = proc_rss_kib(pid).unwrap_or(0);
+    let start = procfs::rss_kib(pid).unwrap_or(0);
     let peak = Arc::new(AtomicU64::new(start));
     let sampler = {
         let peak = peak.clone();
         tokio::spawn(async move {
             loop {
-                peak.fetch_max(proc_rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+                peak.fetch_max(procfs::rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -502,7 +495,7 @@ async fn measure_gateway(
     let cpu = proc_cpu(pid)?.saturating_sub(before);
     sampler.abort();
     result?;
-    peak.fetch_max(proc_rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
+    peak.fetch_max(procfs::rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
     Ok((cpu, start, peak.load(Ordering::Relaxed)))
 }
 
@@ -531,13 +524,4 @@ fn clock_ticks() -> u64 {
             .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
             .unwrap_or(100)
     })
-}
-
-fn proc_rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }

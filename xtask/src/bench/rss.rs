@@ -1,4 +1,5 @@
 //! Streams a large `kubectl logs -f` through the gateway and samples the gateway's RSS.
+use super::procfs::rss_kib;
 use gatehouse_tests::gateway_proc::GatewayProc;
 use gatehouse_tests::oidc::TestIssuer;
 use std::path::Path;
@@ -10,15 +11,6 @@ use tokio::io::AsyncReadExt;
 pub struct Growth {
     pub start_kib: u64,
     pub peak_kib: u64,
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 pub async fn stream_logs_and_watch_rss(

@@ -1,6 +1,7 @@
 //! `cargo xtask bench soak`: 200 HTTP/2 get/list clients, 20 `kubectl exec -i` sessions and 5
 //! `kubectl get --watch` through the gateway, which ships to the collector and ClickHouse; prints
 //! p99, RSS and CPU over time and fails unless errors, p99 drift, RSS and ClickHouse rows all pass.
+use super::procfs::rss_kib;
 use anyhow::Context;
 use bytes::Bytes;
 use gatehouse_tests::apiserver::ApiServerOptions;
@@ -802,15 +803,6 @@ async fn watch_worker(k: &Kubectl, until: tokio::time::Instant, counters: &Count
             counters.watch_restarts.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 fn fds(pid: u32) -> Option<u64> {

@@ -1,11 +1,12 @@
 //! `cargo xtask bench streams`: real kubectl exec stdout and port-forward throughput direct to
 //! the test API server, through a bare TLS relay and through the gateway, in one run; and the
 //! gateway's RSS growth while 1 GiB of exec stdout crosses it (and is recorded).
+use super::procfs::{self, rss_kib};
 use anyhow::Context;
 use gatehouse_tests::apiserver::{ADMIN_TOKEN, ApiServerOptions};
 use gatehouse_tests::fixture::GatewayEnv;
 use gatehouse_tests::kubectl::Kubectl;
-use gatehouse_tests::tls_relay::{Keep, TlsRelay};
+use gatehouse_tests::tls_relay::{Keep, TLS_RELAY_THREADS, TlsRelay};
 use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -36,7 +37,7 @@ async fn run() -> anyhow::Result<()> {
         ],
         ..Default::default()
     };
-    let e = GatewayEnv::start(opts, &[]).await?;
+    let e = GatewayEnv::start(opts, &super::extra_gateway_args()).await?;
     let pid = e.gw.pid().context("the gateway has no pid")?;
     // The floor for anything that terminates TLS: the same kubectl, as admin, through a relay
     // that only decrypts and re-encrypts (tests/src/tls_relay.rs).
@@ -60,9 +61,14 @@ async fn run() -> anyhow::Result<()> {
         RUN_BYTES >> 20
     );
 
+    let parts = Parts::from_env()?;
+
     // Exec stdout: kubectl reads `head -c N /dev/zero` from the "container", over WebSocket
     // (kubectl's default) and over SPDY; direct and gateway use the same protocol each time.
-    for proto in [Proto::WebSocket, Proto::Spdy] {
+    for proto in [Proto::WebSocket, Proto::Spdy]
+        .into_iter()
+        .filter(|_| parts.exec)
+    {
         exec_rate(&e.direct, 16 << 20, proto).await?; // warm-up: discovery cache, connections
         exec_rate(&e.agent, 16 << 20, proto).await?;
         exec_rate(&relayed, 16 << 20, proto).await?;
@@ -105,15 +111,27 @@ async fn run() -> anyhow::Result<()> {
         }
     });
     // Port-forward: SPDY tunnelled over WebSocket (kubectl's default) and plain SPDY.
-    for proto in [Proto::WebSocket, Proto::Spdy] {
+    for proto in [Proto::WebSocket, Proto::Spdy]
+        .into_iter()
+        .filter(|_| parts.port_forward)
+    {
         let mut direct_pf = PortForward::start(&e.direct, source_port, proto).await?;
         let mut relay_pf = PortForward::start(&relayed, source_port, proto).await?;
         let mut gw_pf = PortForward::start(&e.agent, source_port, proto).await?;
         let mut runs = Runs::default();
+        // CPU seconds per GiB of the one process between kubectl and the API server: the
+        // relay's threads (in this process) and the gateway's, each over its own runs.
+        let per_gib = |secs: f64| secs / (RUN_BYTES as f64 / f64::from(1 << 30));
         for _ in 0..ROUNDS {
             runs.direct.push(direct_pf.pull().await?);
+            let before = procfs::own_threads_cpu(TLS_RELAY_THREADS);
             runs.relay.push(relay_pf.pull().await?);
+            runs.relay_cpu
+                .push(per_gib(procfs::own_threads_cpu(TLS_RELAY_THREADS) - before));
+            let before = procfs::process_cpu(pid);
             runs.gateway.push(gw_pf.pull().await?);
+            runs.gateway_cpu
+                .push(per_gib(procfs::process_cpu(pid) - before));
         }
         direct_pf.child.kill().await?;
         relay_pf.child.kill().await?;
@@ -126,6 +144,10 @@ async fn run() -> anyhow::Result<()> {
     }
 
     // Memory: the gateway's RSS while 1 GiB of exec stdout crosses it and is journaled.
+    if !parts.rss {
+        e.gw.stop().await?;
+        return Ok(());
+    }
     let start_kib = rss_kib(pid).unwrap_or(0);
     let peak = Arc::new(AtomicU64::new(start_kib));
     let sampler = {
@@ -149,6 +171,42 @@ async fn run() -> anyhow::Result<()> {
     );
     e.gw.stop().await?;
     Ok(())
+}
+
+/// The measurements `GATEHOUSE_BENCH_STREAMS_PARTS` (comma-separated `exec`, `port-forward`,
+/// `rss`; all by default) asks for, so one can be profiled without waiting for the others.
+struct Parts {
+    exec: bool,
+    port_forward: bool,
+    rss: bool,
+}
+
+impl Parts {
+    fn from_env() -> anyhow::Result<Self> {
+        let Ok(v) = std::env::var("GATEHOUSE_BENCH_STREAMS_PARTS") else {
+            return Ok(Self {
+                exec: true,
+                port_forward: true,
+                rss: true,
+            });
+        };
+        let mut parts = Self {
+            exec: false,
+            port_forward: false,
+            rss: false,
+        };
+        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match p {
+                "exec" => parts.exec = true,
+                "port-forward" => parts.port_forward = true,
+                "rss" => parts.rss = true,
+                other => anyhow::bail!(
+                    "GATEHOUSE_BENCH_STREAMS_PARTS: unknown part {other:?} (exec, port-forward, rss)"
+                ),
+            }
+        }
+        Ok(parts)
+    }
 }
 
 /// Which of kubectl's stream protocols a run uses.
@@ -190,6 +248,9 @@ struct Runs {
     /// The relay writing and SHA-256-chaining every byte first (exec only).
     write_sha256: Vec<f64>,
     gateway: Vec<f64>,
+    /// CPU seconds per GiB of the relay's threads and of the gateway (port-forward only).
+    relay_cpu: Vec<f64>,
+    gateway_cpu: Vec<f64>,
 }
 
 /// Prints the medians of the interleaved runs, their spread, and the ratios to direct.
@@ -221,8 +282,17 @@ fn report(name: &str, mut runs: Runs) {
             );
         }
     }
+    let cpu = if runs.relay_cpu.is_empty() || runs.gateway_cpu.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; CPU per GiB: relay {:.2} s, gateway {:.2} s",
+            median(&mut runs.relay_cpu),
+            median(&mut runs.gateway_cpu)
+        )
+    };
     println!(
-        "  {name}: direct {:.1} MiB/s ({}); bare TLS relay {:.1} MiB/s ({}), {:.2}×{floors}; gateway {:.1} MiB/s ({}), ratio {:.2}× (target ≥ 0.8×)",
+        "  {name}: direct {:.1} MiB/s ({}); bare TLS relay {:.1} MiB/s ({}), {:.2}×{floors}; gateway {:.1} MiB/s ({}), ratio {:.2}× (target ≥ 0.8×){cpu}",
         mib(d),
         spread(&runs.direct),
         mib(r),
@@ -232,15 +302,6 @@ fn report(name: &str, mut runs: Runs) {
         spread(&runs.gateway),
         g / d
     );
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
 }
 
 /// Bytes per second of `kubectl exec … -- head -c <bytes> /dev/zero`, reading all of it.
