@@ -4,6 +4,7 @@ pub mod approvals;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod memcpy;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;

@@ -10,8 +10,16 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // First, before any thread or socket exists: may replace this process image (same pid).
+    gatehouse_gateway::memcpy::reexec_if_needed();
     let args = GatewayArgs::parse();
     gatehouse_gateway::telemetry::init();
+    if gatehouse_gateway::memcpy::tuned() {
+        tracing::info!(
+            tunable = gatehouse_gateway::memcpy::TUNABLE,
+            "glibc's rep movsb memcpy is off (slow on AMD Zen before glibc 2.39)"
+        );
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if args.worker_threads > 0 {
         builder.worker_threads(args.worker_threads);

@@ -439,3 +439,38 @@ async fn a_caller_that_vanishes_mid_command_is_recorded_as_aborted() {
         assert!(end.error.contains("disconnected"), "{name}: {}", end.error);
     }
 }
+
+/// Where glibc's `rep movsb` memcpy is slow (AMD before glibc 2.39) the running gateway has
+/// re-executed itself with it off, and says so; elsewhere it runs as started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_turns_rep_movsb_off_exactly_where_it_is_slow() {
+    use gatehouse_gateway::memcpy::{self, NEVER, Plan, TUNABLE};
+    let e = env().await;
+    let pid = e.gw.pid().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let setting = format!("{TUNABLE}={NEVER}");
+    let has = environ.split(|b| *b == 0).any(|v| {
+        String::from_utf8_lossy(v).starts_with("GLIBC_TUNABLES=")
+            && String::from_utf8_lossy(v).contains(&setting)
+    });
+    let expected = matches!(memcpy::current(), Plan::Reexec(_));
+    assert_eq!(
+        has,
+        expected,
+        "plan for this machine: {:?}",
+        memcpy::current()
+    );
+    let said =
+        e.gw.log
+            .lock()
+            .iter()
+            .any(|l| l.contains("rep movsb memcpy is off"));
+    assert_eq!(said, expected, "the startup log says whether it is off");
+    // Re-executed or not, it serves: the same process answers kubectl.
+    let out =
+        e.k.run(&["get", "pod", "checkout-7b9", "-n", "payments", "-o", "name"])
+            .await
+            .unwrap();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("pod/checkout-7b9"), "{}", out.stdout);
+}
