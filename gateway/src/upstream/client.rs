@@ -13,12 +13,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::ServerName;
 
+use super::buffered::BufferedConnector;
 use super::credential::Credential;
 use super::target::Target;
 use super::{UpstreamArgs, UpstreamError, UpstreamMode, in_cluster, kubeconfig, tls};
 use crate::body::{BoxBody, full};
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, BoxBody>;
+/// Upgrades (exec, attach, port-forward) read the API server's bytes through a buffer.
+type UpgradeClient = Client<HttpsConnector<BufferedConnector>, BoxBody>;
 
 /// The largest response `send_buffered` accepts.
 const MAX_BUFFERED_RESPONSE: usize = 16 * 1024 * 1024;
@@ -31,7 +34,7 @@ pub struct Upstream {
     /// Offers h2 and http/1.1; carries ordinary requests and watches.
     client: HttpsClient,
     /// HTTP/1.1 only: protocol upgrades (exec, attach, port-forward) cannot run over h2.
-    upgrade_client: HttpsClient,
+    upgrade_client: UpgradeClient,
     credential: Credential,
     request_timeout: Duration,
 }
@@ -100,25 +103,29 @@ impl Upstream {
         http.set_connect_timeout(Some(args.upstream_timeout_connect));
         http.set_keepalive(Some(Duration::from_secs(60)));
 
-        let connector = |h2: bool| {
+        let https = || {
             let builder = HttpsConnectorBuilder::new()
                 .with_tls_config(config.clone())
                 .https_only();
-            let builder = match &server_name {
+            match &server_name {
                 Some(name) => {
                     builder.with_server_name_resolver(FixedServerNameResolver::new(name.clone()))
                 }
                 None => builder,
-            };
-            if h2 {
-                builder
-                    .enable_http1()
-                    .enable_http2()
-                    .wrap_connector(http.clone())
-            } else {
-                builder.enable_http1().wrap_connector(http.clone())
             }
         };
+        let connector = if args.upstream_http2 {
+            https()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http.clone())
+        } else {
+            https().enable_http1().wrap_connector(http.clone())
+        };
+        // Upgrades always go over HTTP/1.1.
+        let upgrade_connector = https()
+            .enable_http1()
+            .wrap_connector(BufferedConnector(http.clone()));
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(args.upstream_pool_idle_timeout)
@@ -130,8 +137,8 @@ impl Upstream {
         Ok(Upstream {
             base_url,
             base_path,
-            client: builder.build(connector(args.upstream_http2)),
-            upgrade_client: builder.build(connector(false)),
+            client: builder.build(connector),
+            upgrade_client: builder.build(upgrade_connector),
             credential: target.credential,
             request_timeout: args.upstream_timeout_request,
         })
@@ -161,12 +168,12 @@ impl Upstream {
         if let Some(value) = self.credential.authorization().await? {
             headers.insert(AUTHORIZATION, value);
         }
-        let client = if headers.contains_key(UPGRADE) {
-            &self.upgrade_client
+        let response = if headers.contains_key(UPGRADE) {
+            self.upgrade_client.request(req).await
         } else {
-            &self.client
+            self.client.request(req).await
         };
-        client.request(req).await.map_err(UpstreamError::Request)
+        response.map_err(UpstreamError::Request)
     }
 
     /// Sends a small request and reads the whole response (at most 16 MiB), all within the

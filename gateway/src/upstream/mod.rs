@@ -1,6 +1,7 @@
 //! The upstream side: the real API server, reached over TLS that trusts only the cluster CA, with
 //! the gateway's own credential (kubeconfig, in-cluster ServiceAccount or EKS).
 mod args;
+mod buffered;
 mod client;
 mod credential;
 mod eks;
