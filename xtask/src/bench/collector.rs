@@ -677,33 +677,16 @@ struct Parts {
 
 impl Parts {
     fn from_env() -> anyhow::Result<Self> {
-        let Ok(v) = std::env::var("GATEHOUSE_BENCH_COLLECTOR_PARTS") else {
-            return Ok(Self {
-                lag: true,
-                discard: true,
-                list: true,
-                replay: true,
-            });
-        };
-        let mut parts = Self {
-            lag: false,
-            discard: false,
-            list: false,
-            replay: false,
-        };
-        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match p {
-                "ingest" => {}
-                "lag" => parts.lag = true,
-                "discard" => parts.discard = true,
-                "list" => parts.list = true,
-                "replay" => parts.replay = true,
-                other => anyhow::bail!(
-                    "GATEHOUSE_BENCH_COLLECTOR_PARTS: unknown part {other:?} (ingest, lag, discard, list, replay)"
-                ),
-            }
-        }
-        Ok(parts)
+        let parts = super::parts_from_env(
+            "GATEHOUSE_BENCH_COLLECTOR_PARTS",
+            &["ingest", "lag", "discard", "list", "replay"],
+        )?;
+        Ok(Self {
+            lag: parts.contains(&"lag"),
+            discard: parts.contains(&"discard"),
+            list: parts.contains(&"list"),
+            replay: parts.contains(&"replay"),
+        })
     }
 }
 

@@ -52,6 +52,28 @@ pub(crate) fn extra_gateway_args() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The parts of a bench that `var` names (comma-separated, each one of `known`); all of them
+/// when `var` is unset.
+pub(crate) fn parts_from_env(
+    var: &str,
+    known: &[&'static str],
+) -> anyhow::Result<Vec<&'static str>> {
+    let Ok(v) = std::env::var(var) else {
+        return Ok(known.to_vec());
+    };
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            known
+                .iter()
+                .find(|k| **k == p)
+                .copied()
+                .with_context(|| format!("{var}: unknown part {p:?} ({})", known.join(", ")))
+        })
+        .collect()
+}
+
 /// Runs an async bench body on a multi-thread runtime (the servers it starts need one).
 pub(crate) fn block_on(body: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()

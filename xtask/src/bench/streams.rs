@@ -26,6 +26,8 @@ pub fn streams() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    // Checked before anything starts.
+    let parts = Parts::from_env()?;
     let opts = ApiServerOptions {
         objects: vec![
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
@@ -60,8 +62,6 @@ async fn run() -> anyhow::Result<()> {
         "gatehouse streams benchmark (loopback, TLS on every hop, real kubectl v1.35, median of {ROUNDS} interleaved rounds × {} MiB)",
         RUN_BYTES >> 20
     );
-
-    let parts = Parts::from_env()?;
 
     // Exec stdout: kubectl reads `head -c N /dev/zero` from the "container", over WebSocket
     // (kubectl's default) and over SPDY; direct and gateway use the same protocol each time.
@@ -183,29 +183,15 @@ struct Parts {
 
 impl Parts {
     fn from_env() -> anyhow::Result<Self> {
-        let Ok(v) = std::env::var("GATEHOUSE_BENCH_STREAMS_PARTS") else {
-            return Ok(Self {
-                exec: true,
-                port_forward: true,
-                rss: true,
-            });
-        };
-        let mut parts = Self {
-            exec: false,
-            port_forward: false,
-            rss: false,
-        };
-        for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            match p {
-                "exec" => parts.exec = true,
-                "port-forward" => parts.port_forward = true,
-                "rss" => parts.rss = true,
-                other => anyhow::bail!(
-                    "GATEHOUSE_BENCH_STREAMS_PARTS: unknown part {other:?} (exec, port-forward, rss)"
-                ),
-            }
-        }
-        Ok(parts)
+        let parts = super::parts_from_env(
+            "GATEHOUSE_BENCH_STREAMS_PARTS",
+            &["exec", "port-forward", "rss"],
+        )?;
+        Ok(Self {
+            exec: parts.contains(&"exec"),
+            port_forward: parts.contains(&"port-forward"),
+            rss: parts.contains(&"rss"),
+        })
     }
 }
 
