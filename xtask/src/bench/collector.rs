@@ -161,7 +161,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn run() -> anyhow::Result<()> {
-    let parts = Parts::from_env()?;
+    // The measurements to run (comma-separated; all by default). Ingest always runs: it ships
+    // the 1-hour session that replay reads; list and replay also need the 10M-event seed.
+    let parts = super::parts_from_env(
+        "GATEHOUSE_BENCH_COLLECTOR_PARTS",
+        &["ingest", "lag", "discard", "list", "replay"],
+    )?;
     let dir = tempfile::tempdir()?;
     let ch = TestClickHouse::start(dir.path()).await?;
     let pki = CollectorPki::write(dir.path())?;
@@ -250,7 +255,7 @@ async fn run() -> anyhow::Result<()> {
     }
 
     // 2. Request-to-queryable lag: one event appended to the journal, polled for in ClickHouse.
-    if parts.lag {
+    if parts.contains(&"lag") {
         let mut lags = Vec::new();
         for i in 0..LAG_SAMPLES {
             let session = uuid::Uuid::now_v7().to_string();
@@ -284,10 +289,10 @@ async fn run() -> anyhow::Result<()> {
     }
     let _ = stop.send(());
     let _ = ship.await;
-    if parts.discard {
+    if parts.contains(&"discard") {
         discard_ingest(&ch, &pki, dir.path()).await?;
     }
-    if !parts.list && !parts.replay {
+    if !parts.contains(&"list") && !parts.contains(&"replay") {
         return Ok(());
     }
 
@@ -337,7 +342,7 @@ async fn run() -> anyhow::Result<()> {
 
     // 4. Listing one identity's sessions among them: the heaviest identity (its first 1,000
     // sessions, the default page), a typical one and a light one, round robin.
-    if parts.list {
+    if parts.contains(&"list") {
         let counts = ch
         .query_text(
             "SELECT actor, uniqExact(session_id) AS n FROM events WHERE producer = 'gateway' AND instance = 'seed' \
@@ -419,7 +424,7 @@ async fn run() -> anyhow::Result<()> {
     }
 
     // 5. Replay of the 1-hour session: time to the first streamed event, and to the last.
-    if parts.replay {
+    if parts.contains(&"replay") {
         let mut firsts = Vec::new();
         let mut alls = Vec::new();
         for _ in 0..REPLAY_SAMPLES {
@@ -663,31 +668,6 @@ async fn engine_alone(
         rows_per_sec: rows as f64 / elapsed.as_secs_f64(),
         fixture_cpu: cpu.fixture,
     })
-}
-
-/// The measurements `GATEHOUSE_BENCH_COLLECTOR_PARTS` (comma-separated `ingest`, `lag`,
-/// `discard`, `list`, `replay`; all by default) asks for. Ingest always runs: it ships the 1-hour
-/// session that replay reads; list and replay also need the 10M-event seed.
-struct Parts {
-    lag: bool,
-    discard: bool,
-    list: bool,
-    replay: bool,
-}
-
-impl Parts {
-    fn from_env() -> anyhow::Result<Self> {
-        let parts = super::parts_from_env(
-            "GATEHOUSE_BENCH_COLLECTOR_PARTS",
-            &["ingest", "lag", "discard", "list", "replay"],
-        )?;
-        Ok(Self {
-            lag: parts.contains(&"lag"),
-            discard: parts.contains(&"discard"),
-            list: parts.contains(&"list"),
-            replay: parts.contains(&"replay"),
-        })
-    }
 }
 
 /// `gatehouse_collector_<name>` from the collector's ops listener.

@@ -29,7 +29,7 @@ fn with_cpu(
 ) -> anyhow::Result<(WrkResult, Option<f64>)> {
     let ticks = || {
         pids.iter()
-            .map(|p| super::soak::proc_ticks(&p.to_string()).map(|t| t[0] + t[1]))
+            .map(|p| super::procfs::Stat::read(p).map(|s| s.ticks()))
             .sum::<Option<u64>>()
             .filter(|_| !pids.is_empty())
     };
@@ -37,7 +37,7 @@ fn with_cpu(
     let r = run()?;
     let used = before
         .zip(ticks())
-        .map(|(b, a)| a.saturating_sub(b) as f64 / super::soak::CLK_TCK * 1e6);
+        .map(|(b, a)| a.saturating_sub(b) as f64 / super::procfs::CLK_TCK * 1e6);
     Ok((r, used))
 }
 

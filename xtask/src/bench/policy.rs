@@ -499,29 +499,10 @@ async fn measure_gateway(
     Ok((cpu, start, peak.load(Ordering::Relaxed)))
 }
 
-/// utime + stime of a process, from /proc/<pid>/stat (fields 14 and 15, in clock ticks).
+/// User and system CPU time of a process.
 fn proc_cpu(pid: u32) -> anyhow::Result<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .context("parsing /proc/<pid>/stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        f.get(11).context("utime")?.parse::<u64>()? + f.get(12).context("stime")?.parse::<u64>()?;
-    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux in practice).
-fn clock_ticks() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100)
-    })
+    let stat = procfs::Stat::read(pid).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    Ok(Duration::from_secs_f64(
+        stat.ticks() as f64 / procfs::CLK_TCK,
+    ))
 }

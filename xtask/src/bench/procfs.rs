@@ -11,11 +11,13 @@ pub fn rss_kib(pid: impl std::fmt::Display) -> Option<u64> {
 }
 
 /// The parent and the user and system CPU time (clock ticks) of a `/proc` entry: `<pid>`,
-/// `self`, or `self/task/<tid>` for one thread.
+/// `self`, or `self/task/<tid>` for one thread; with that of its reaped children.
 pub struct Stat {
     pub ppid: u32,
     pub utime: u64,
     pub stime: u64,
+    pub cutime: u64,
+    pub cstime: u64,
     /// The command (or thread) name, at most 15 bytes.
     pub comm: String,
 }
@@ -31,6 +33,8 @@ impl Stat {
             ppid: f.get(1)?.parse().ok()?,
             utime: f.get(11)?.parse().ok()?,
             stime: f.get(12)?.parse().ok()?,
+            cutime: f.get(13)?.parse().ok()?,
+            cstime: f.get(14)?.parse().ok()?,
             comm,
         })
     }
@@ -39,9 +43,15 @@ impl Stat {
     pub fn ticks(&self) -> u64 {
         self.utime + self.stime
     }
+
+    /// [`Stat::ticks`] plus the reaped children's.
+    pub fn ticks_with_children(&self) -> u64 {
+        self.ticks() + self.cutime + self.cstime
+    }
 }
 
-/// Clock ticks per second: USER_HZ, which Linux fixes at 100 for /proc whatever the kernel's HZ.
+/// Clock ticks per second of `/proc/<pid>/stat` times: USER_HZ, which Linux fixes at 100 for
+/// user space whatever the kernel's HZ.
 pub const CLK_TCK: f64 = 100.0;
 
 /// CPU seconds of this process's threads whose name starts with `prefix`.
@@ -59,4 +69,27 @@ pub fn own_threads_cpu(prefix: &str) -> f64 {
 /// CPU seconds of process `pid`, all its threads.
 pub fn process_cpu(pid: u32) -> f64 {
     Stat::read(pid).map_or(0.0, |s| s.ticks() as f64 / CLK_TCK)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// This test process parsed from its own /proc entries: its name, its parent, some resident
+    /// memory, and CPU time that grows with work.
+    #[test]
+    fn reads_this_process() {
+        let me = Stat::read("self").unwrap();
+        assert_eq!(me.ppid, std::os::unix::process::parent_id());
+        assert!(rss_kib("self").unwrap() > 0);
+        let before = Stat::read("self").unwrap().ticks();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(Stat::read("self").unwrap().ticks() > before, "{x}");
+        assert!(Stat::read(u32::MAX).is_none());
+    }
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask bench soak`: 200 HTTP/2 get/list clients, 20 `kubectl exec -i` sessions and 5
 //! `kubectl get --watch` through the gateway, which ships to the collector and ClickHouse; prints
 //! p99, RSS and CPU over time and fails unless errors, p99 drift, RSS and ClickHouse rows all pass.
-use super::procfs::rss_kib;
+use super::procfs::{CLK_TCK, Stat, rss_kib};
 use anyhow::Context;
 use bytes::Bytes;
 use gatehouse_tests::apiserver::ApiServerOptions;
@@ -469,9 +469,6 @@ async fn wait_shipped(
     }
 }
 
-/// `/proc/<pid>/stat` times are in USER_HZ, which Linux fixes at 100 for user space.
-pub(crate) const CLK_TCK: f64 = 100.0;
-
 /// The processes whose CPU the soak reports.
 #[derive(Clone, Copy)]
 struct Pids {
@@ -498,20 +495,6 @@ struct Sample {
     cpu: Cpu,
 }
 
-/// utime, stime, cutime, cstime of `/proc/<pid>/stat` (fields 14-17).
-pub(crate) fn proc_ticks(pid: &str) -> Option<[u64; 4]> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name in parentheses may hold spaces: count fields after its ')'.
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    Some([*f.first()?, *f.get(1)?, *f.get(2)?, *f.get(3)?])
-}
-
 fn machine_busy_ticks() -> u64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
@@ -528,12 +511,12 @@ fn machine_busy_ticks() -> u64 {
 }
 
 fn cpu_ticks(p: &Pids) -> Cpu {
-    let own = |pid: &str| proc_ticks(pid).map_or(0, |t| t[0] + t[1]);
+    let own = |pid: u32| Stat::read(pid).map_or(0, |s| s.ticks());
     Cpu {
-        gateway: own(&p.gateway.to_string()),
-        collector: own(&p.collector.to_string()),
-        clickhouse: p.clickhouse.map_or(0, |pid| own(&pid.to_string())),
-        load: proc_ticks("self").map_or(0, |t| t.iter().sum()),
+        gateway: own(p.gateway),
+        collector: own(p.collector),
+        clickhouse: p.clickhouse.map_or(0, own),
+        load: Stat::read("self").map_or(0, |s| s.ticks_with_children()),
         machine: machine_busy_ticks(),
     }
 }

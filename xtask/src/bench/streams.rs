@@ -26,8 +26,12 @@ pub fn streams() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
-    // Checked before anything starts.
-    let parts = Parts::from_env()?;
+    // Which measurements to run (comma-separated; all by default), so one can be profiled
+    // without waiting for the others. Checked before anything starts.
+    let parts = super::parts_from_env(
+        "GATEHOUSE_BENCH_STREAMS_PARTS",
+        &["exec", "port-forward", "rss"],
+    )?;
     let opts = ApiServerOptions {
         objects: vec![
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}),
@@ -67,7 +71,7 @@ async fn run() -> anyhow::Result<()> {
     // (kubectl's default) and over SPDY; direct and gateway use the same protocol each time.
     for proto in [Proto::WebSocket, Proto::Spdy]
         .into_iter()
-        .filter(|_| parts.exec)
+        .filter(|_| parts.contains(&"exec"))
     {
         exec_rate(&e.direct, 16 << 20, proto).await?; // warm-up: discovery cache, connections
         exec_rate(&e.agent, 16 << 20, proto).await?;
@@ -113,7 +117,7 @@ async fn run() -> anyhow::Result<()> {
     // Port-forward: SPDY tunnelled over WebSocket (kubectl's default) and plain SPDY.
     for proto in [Proto::WebSocket, Proto::Spdy]
         .into_iter()
-        .filter(|_| parts.port_forward)
+        .filter(|_| parts.contains(&"port-forward"))
     {
         let mut direct_pf = PortForward::start(&e.direct, source_port, proto).await?;
         let mut relay_pf = PortForward::start(&relayed, source_port, proto).await?;
@@ -144,7 +148,7 @@ async fn run() -> anyhow::Result<()> {
     }
 
     // Memory: the gateway's RSS while 1 GiB of exec stdout crosses it and is journaled.
-    if !parts.rss {
+    if !parts.contains(&"rss") {
         e.gw.stop().await?;
         return Ok(());
     }
@@ -171,28 +175,6 @@ async fn run() -> anyhow::Result<()> {
     );
     e.gw.stop().await?;
     Ok(())
-}
-
-/// The measurements `GATEHOUSE_BENCH_STREAMS_PARTS` (comma-separated `exec`, `port-forward`,
-/// `rss`; all by default) asks for, so one can be profiled without waiting for the others.
-struct Parts {
-    exec: bool,
-    port_forward: bool,
-    rss: bool,
-}
-
-impl Parts {
-    fn from_env() -> anyhow::Result<Self> {
-        let parts = super::parts_from_env(
-            "GATEHOUSE_BENCH_STREAMS_PARTS",
-            &["exec", "port-forward", "rss"],
-        )?;
-        Ok(Self {
-            exec: parts.contains(&"exec"),
-            port_forward: parts.contains(&"port-forward"),
-            rss: parts.contains(&"rss"),
-        })
-    }
 }
 
 /// Which of kubectl's stream protocols a run uses.
