@@ -6,7 +6,7 @@
 //! (glibc BZ 30994; 2.39 stopped using it there). rustls copies every relayed byte into its
 //! record buffer (mimalloc's) and that copy took ~20% of the gateway's CPU in port-forward
 //! profiles; with the tunable the gateway spent 1.2–1.4 s of CPU per GiB instead of 1.8.
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 
 /// The glibc tunable, and the value that means "never": copies of any size take the vector
 /// loop, or non-temporal stores above glibc's own (much larger) threshold.
@@ -26,23 +26,27 @@ pub enum Plan {
     Reexec(OsString),
 }
 
-/// The plan for a CPU vendor (`/proc/cpuinfo`'s `vendor_id`), a glibc version (`2.36`) and the
-/// current `GLIBC_TUNABLES`.
-pub fn plan(vendor: Option<&str>, glibc: Option<&str>, tunables: Option<&OsString>) -> Plan {
-    if vendor != Some("AuthenticAMD") {
-        return Plan::Keep;
-    }
+/// The plan for a glibc version (`2.36`), the current `GLIBC_TUNABLES` and a CPU vendor
+/// (`/proc/cpuinfo`'s `vendor_id`), read only when the first two leave the question open, so
+/// the re-executed gateway (tunable set) does not read /proc/cpuinfo again.
+pub fn plan(
+    glibc: Option<&str>,
+    tunables: Option<&OsStr>,
+    vendor: impl FnOnce() -> Option<String>,
+) -> Plan {
     let Some(version) = glibc.and_then(parse_version) else {
         return Plan::Keep;
     };
-    if version >= FIXED_IN {
+    if version >= FIXED_IN || tunables.is_some_and(|t| t.to_string_lossy().contains(TUNABLE)) {
+        return Plan::Keep;
+    }
+    if vendor().as_deref() != Some("AuthenticAMD") {
         return Plan::Keep;
     }
     let setting = format!("{TUNABLE}={NEVER}");
     match tunables {
-        Some(t) if t.to_string_lossy().contains(TUNABLE) => Plan::Keep,
         Some(t) if !t.is_empty() => {
-            let mut v = t.clone();
+            let mut v = t.to_os_string();
             v.push(":");
             v.push(setting);
             Plan::Reexec(v)
@@ -67,9 +71,9 @@ fn parse_version(v: &str) -> Option<(u32, u32)> {
 /// This machine's plan.
 pub fn current() -> Plan {
     plan(
-        cpu_vendor().as_deref(),
         glibc_version().as_deref(),
-        std::env::var_os("GLIBC_TUNABLES").as_ref(),
+        std::env::var_os("GLIBC_TUNABLES").as_deref(),
+        cpu_vendor,
     )
 }
 
@@ -133,14 +137,22 @@ mod tests {
         s.into()
     }
 
+    fn amd() -> Option<String> {
+        Some("AuthenticAMD".into())
+    }
+
+    fn vendor_unread() -> Option<String> {
+        panic!("the CPU vendor was read although glibc or the tunables had decided")
+    }
+
     #[test]
     fn amd_before_glibc_2_39_reexecs_with_the_tunable() {
         assert_eq!(
-            plan(Some("AuthenticAMD"), Some("2.36"), None),
+            plan(Some("2.36"), None, amd),
             Plan::Reexec(os("glibc.cpu.x86_rep_movsb_threshold=18446744073709551615"))
         );
         assert_eq!(
-            plan(Some("AuthenticAMD"), Some("2.38.1"), Some(&os(""))),
+            plan(Some("2.38.1"), Some(os("")).as_deref(), amd),
             Plan::Reexec(os("glibc.cpu.x86_rep_movsb_threshold=18446744073709551615"))
         );
     }
@@ -149,9 +161,9 @@ mod tests {
     fn the_operators_other_tunables_are_kept() {
         assert_eq!(
             plan(
-                Some("AuthenticAMD"),
                 Some("2.36"),
-                Some(&os("glibc.malloc.arena_max=2"))
+                Some(os("glibc.malloc.arena_max=2")).as_deref(),
+                amd
             ),
             Plan::Reexec(os(
                 "glibc.malloc.arena_max=2:glibc.cpu.x86_rep_movsb_threshold=18446744073709551615"
@@ -161,24 +173,25 @@ mod tests {
 
     #[test]
     fn nothing_to_do_when_set_fixed_or_not_amd() {
-        // Already set, by us after the re-exec or by the operator: no loop, their value wins.
+        // Already set, by us after the re-exec or by the operator: no loop, their value wins,
+        // and /proc/cpuinfo is not read (nor where glibc decides).
         assert_eq!(
             plan(
-                Some("AuthenticAMD"),
                 Some("2.36"),
-                Some(&os("glibc.cpu.x86_rep_movsb_threshold=4096"))
+                Some(os("glibc.cpu.x86_rep_movsb_threshold=4096")).as_deref(),
+                vendor_unread
             ),
             Plan::Keep
         );
-        assert_eq!(plan(Some("AuthenticAMD"), Some("2.39"), None), Plan::Keep);
-        assert_eq!(plan(Some("AuthenticAMD"), Some("3.0"), None), Plan::Keep);
-        assert_eq!(plan(Some("GenuineIntel"), Some("2.36"), None), Plan::Keep);
-        assert_eq!(plan(None, Some("2.36"), None), Plan::Keep);
-        assert_eq!(plan(Some("AuthenticAMD"), None, None), Plan::Keep);
+        assert_eq!(plan(Some("2.39"), None, vendor_unread), Plan::Keep);
+        assert_eq!(plan(Some("3.0"), None, vendor_unread), Plan::Keep);
         assert_eq!(
-            plan(Some("AuthenticAMD"), Some("garbage"), None),
+            plan(Some("2.36"), None, || Some("GenuineIntel".into())),
             Plan::Keep
         );
+        assert_eq!(plan(Some("2.36"), None, || None), Plan::Keep);
+        assert_eq!(plan(None, None, vendor_unread), Plan::Keep);
+        assert_eq!(plan(Some("garbage"), None, vendor_unread), Plan::Keep);
     }
 
     /// The value is one this glibc accepts: ld.so lists the tunable with it, where an
